@@ -1,0 +1,324 @@
+// Package config loads and checks chatops-executor's TOML configuration.
+//
+// The file is the runner admin's contract with the executor, so it is strict: an unknown or
+// misspelt key, a wrong type, a bare-number duration or a bad enum value is an error that
+// names the key and, where it can be found, the line. A typo that silently falls back to a
+// default is how a deny-by-default policy turns into allow-all. Secrets (tokens) are read
+// from files or, for Slack, the executor's own environment, never from job variables.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is the config file used when neither --config nor $CHATOPS_EXECUTOR_CONFIG
+// names one.
+const DefaultPath = "/etc/chatops-executor/config.toml"
+
+// PathEnv names the environment variable that points at the config file.
+const PathEnv = "CHATOPS_EXECUTOR_CONFIG"
+
+// Config is the whole configuration file.
+type Config struct {
+	Executor Executor `toml:"executor"`
+	GitLab   GitLab   `toml:"gitlab"`
+	Slack    Slack    `toml:"slack"`
+	Policy   Policy   `toml:"policy"`
+
+	// Path is the file the config was loaded from, for messages.
+	Path string `toml:"-"`
+}
+
+// Executor configures where jobs run and how.
+type Executor struct {
+	BuildsDir   string   `toml:"builds_dir"`
+	CacheDir    string   `toml:"cache_dir"`
+	StateDir    string   `toml:"state_dir"`
+	Shell       string   `toml:"shell"`
+	RunAs       string   `toml:"run_as"`
+	NonChatJobs string   `toml:"non_chat_jobs"`
+	KillGrace   Duration `toml:"kill_grace"`
+}
+
+// GitLab configures the trusted GitLab API used to verify who started a job.
+type GitLab struct {
+	URL            string   `toml:"url"`
+	TokenFile      string   `toml:"token_file"`
+	VerifyIdentity bool     `toml:"verify_identity"`
+	Timeout        Duration `toml:"timeout"`
+}
+
+// Slack configures chat delivery.
+type Slack struct {
+	TokenFile        string   `toml:"token_file"`
+	APIURL           string   `toml:"api_url"`
+	Reply            string   `toml:"reply"`
+	ReplyWindow      Duration `toml:"reply_window"`
+	Ack              bool     `toml:"ack"`
+	ProgressInterval Duration `toml:"progress_interval"`
+	Thread           bool     `toml:"thread"`
+	InlineLimit      int      `toml:"inline_limit"`
+}
+
+// Policy decides which chat jobs may run.
+type Policy struct {
+	Default  string `toml:"default"`
+	AuditLog string `toml:"audit_log"`
+	Rules    []Rule `toml:"rule"`
+}
+
+// Rule is one [[policy.rule]]: when all its present conditions hold, Action decides.
+type Rule struct {
+	Name           string   `toml:"name"`
+	Action         string   `toml:"action"`
+	Jobs           []string `toml:"jobs"`
+	Projects       []string `toml:"projects"`
+	Channels       []string `toml:"channels"`
+	ChatUsers      []string `toml:"chat_users"`
+	Users          []string `toml:"users"`
+	Groups         []string `toml:"groups"`
+	MinAccessLevel int      `toml:"min_access_level"`
+	Input          string   `toml:"input"`
+}
+
+// Default returns the configuration used for every key the file does not set.
+func Default() Config {
+	return Config{
+		Executor: Executor{
+			BuildsDir:   "/var/lib/chatops-executor/builds",
+			CacheDir:    "/var/lib/chatops-executor/cache",
+			StateDir:    "/var/lib/chatops-executor/state",
+			Shell:       "bash",
+			NonChatJobs: "reject",
+			KillGrace:   Duration(10 * time.Second),
+		},
+		GitLab: GitLab{
+			VerifyIdentity: true,
+			Timeout:        Duration(10 * time.Second),
+		},
+		Slack: Slack{
+			APIURL:           "https://slack.com/api/",
+			Reply:            "always",
+			ReplyWindow:      Duration(30 * time.Minute),
+			Ack:              true,
+			ProgressInterval: Duration(time.Minute),
+			Thread:           true,
+			InlineLimit:      3000,
+		},
+		Policy: Policy{
+			Default: "deny",
+		},
+	}
+}
+
+// Problem is one thing wrong with a config file, tied to the key that has it.
+type Problem struct {
+	Key  string // dotted key, e.g. "slack.reply" or "policy.rule[2].input"
+	Line int    // 1-based line in the file, 0 when unknown
+	Msg  string
+	// Warning marks a problem that leaves the executor working with less (for example, no
+	// Slack token: jobs run, replies are off). `check` prints it but still exits 0.
+	Warning bool
+}
+
+func (p Problem) String() string {
+	if p.Warning {
+		return "warning: " + p.Key + ": " + p.Msg
+	}
+	if p.Line > 0 {
+		return fmt.Sprintf("line %d: %s: %s", p.Line, p.Key, p.Msg)
+	}
+	return fmt.Sprintf("%s: %s", p.Key, p.Msg)
+}
+
+// Error reports every problem found in a config file at once, so an admin fixes them in
+// one pass instead of one per run.
+type Error struct {
+	Path     string
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "config %s: ", e.Path)
+	if len(e.Problems) == 1 {
+		b.WriteString(e.Problems[0].String())
+		return b.String()
+	}
+	fmt.Fprintf(&b, "%d problems:", len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Resolve picks the config path: the --config flag, then $CHATOPS_EXECUTOR_CONFIG, then
+// DefaultPath.
+func Resolve(flagValue string, getenv func(string) string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if p := getenv(PathEnv); p != "" {
+		return p
+	}
+	return DefaultPath
+}
+
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates config file contents; path is used only in messages.
+func Parse(path string, data []byte) (*Config, error) {
+	cfg := Default()
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&cfg)
+	if err != nil {
+		return nil, &Error{Path: path, Problems: []Problem{decodeProblem(err)}}
+	}
+	cfg.Path = path
+	var problems []Problem
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		for _, k := range undecoded {
+			problems = append(problems, Problem{
+				Key:  k.String(),
+				Line: keyLine(data, k),
+				Msg:  "unknown key" + suggest(k),
+			})
+		}
+	}
+	problems = append(problems, caseProblems(data, md)...)
+	if !md.IsDefined("executor") {
+		problems = append(problems, Problem{Key: "executor", Msg: "missing: the [executor] table is required"})
+	}
+	for _, p := range cfg.validate() {
+		p.Line = keyLineDotted(data, p.Key)
+		problems = append(problems, p)
+	}
+	if len(problems) > 0 {
+		sort.SliceStable(problems, func(i, j int) bool {
+			if problems[i].Line == 0 || problems[j].Line == 0 {
+				return problems[i].Line != 0 && problems[j].Line == 0
+			}
+			return problems[i].Line < problems[j].Line
+		})
+		return nil, &Error{Path: path, Problems: problems}
+	}
+	return &cfg, nil
+}
+
+// decodeProblem turns a decoder error into a Problem with the line and key the decoder knows.
+func decodeProblem(err error) Problem {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		key := pe.LastKey
+		if key == "" {
+			key = "(syntax)"
+		}
+		msg := pe.Message
+		if pe.Message == "" {
+			msg = err.Error()
+		}
+		return Problem{Key: key, Line: pe.Position.Line, Msg: msg}
+	}
+	return Problem{Key: "(file)", Msg: err.Error()}
+}
+
+// validate checks values the decoder cannot: enums, ranges and cross-key requirements.
+// Checks that touch the file system live in Check.
+func (c *Config) validate() []Problem {
+	var ps []Problem
+	add := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	e := c.Executor
+	for key, dir := range map[string]string{
+		"executor.builds_dir": e.BuildsDir, "executor.cache_dir": e.CacheDir, "executor.state_dir": e.StateDir,
+	} {
+		if dir == "" {
+			add(key, "must not be empty")
+		} else if !strings.HasPrefix(dir, "/") {
+			add(key, "must be an absolute path, got %q", dir)
+		}
+	}
+	if e.Shell == "" {
+		add("executor.shell", "must not be empty")
+	} else if e.Shell != "bash" && e.Shell != "sh" && !strings.HasPrefix(e.Shell, "/") {
+		add("executor.shell", `must be "bash", "sh" or an absolute path, got %q`, e.Shell)
+	}
+	if e.NonChatJobs != "reject" && e.NonChatJobs != "run" {
+		add("executor.non_chat_jobs", `must be "reject" or "run", got %q`, e.NonChatJobs)
+	}
+	if e.KillGrace.D() < 0 {
+		add("executor.kill_grace", "must not be negative")
+	}
+
+	g := c.GitLab
+	if g.URL != "" && !strings.HasPrefix(g.URL, "https://") && !strings.HasPrefix(g.URL, "http://") {
+		add("gitlab.url", "must start with https:// (or http:// for a test server), got %q", g.URL)
+	}
+	if g.Timeout.D() <= 0 {
+		add("gitlab.timeout", "must be positive")
+	}
+
+	s := c.Slack
+	switch s.Reply {
+	case "always", "after-window", "never":
+	default:
+		add("slack.reply", `must be "always", "after-window" or "never", got %q`, s.Reply)
+	}
+	if !strings.HasPrefix(s.APIURL, "https://") && !strings.HasPrefix(s.APIURL, "http://") {
+		add("slack.api_url", "must be an http(s) URL, got %q", s.APIURL)
+	}
+	if s.ReplyWindow.D() <= 0 {
+		add("slack.reply_window", "must be positive")
+	}
+	if s.ProgressInterval.D() < 0 {
+		add("slack.progress_interval", `must not be negative ("0s" disables progress edits)`)
+	}
+	if s.InlineLimit < 100 || s.InlineLimit > 39000 {
+		// Slack truncates message text at 40,000 characters.
+		add("slack.inline_limit", "must be between 100 and 39000 characters, got %d", s.InlineLimit)
+	}
+
+	if c.Policy.Default != "allow" && c.Policy.Default != "deny" {
+		add("policy.default", `must be "allow" or "deny", got %q`, c.Policy.Default)
+	}
+	for i, r := range c.Policy.Rules {
+		key := fmt.Sprintf("policy.rule[%d]", i+1)
+		if r.Name != "" {
+			key = fmt.Sprintf("policy.rule[%d] (%s)", i+1, r.Name)
+		}
+		if r.Action != "allow" && r.Action != "deny" {
+			add(key+".action", `must be "allow" or "deny", got %q`, r.Action)
+		}
+		if (len(r.Groups) > 0 || r.MinAccessLevel > 0) && c.GitLab.TokenFile == "" {
+			add(key+".groups", "group and access-level conditions need gitlab.token_file (a read_api token)")
+		}
+		if (len(r.Groups) > 0 || r.MinAccessLevel > 0 || len(r.Users) > 0) && c.GitLab.URL == "" {
+			add(key+".users", "user, group and access-level conditions need gitlab.url: without it no identity is verified and the rule can never hold")
+		}
+		if r.MinAccessLevel < 0 || r.MinAccessLevel > 60 {
+			add(key+".min_access_level", "must be a GitLab access level (10, 20, 30, 40, 50), got %d", r.MinAccessLevel)
+		}
+	}
+	return ps
+}
+
+// SlackEnabled reports whether a Slack token source is configured, without reading it.
+func (c *Config) SlackEnabled(getenv func(string) string) bool {
+	return c.Slack.TokenFile != "" || getenv("SLACK_BOT_TOKEN") != ""
+}

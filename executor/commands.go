@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/chatops-executor/chatops-executor/config"
+	"github.com/chatops-executor/chatops-executor/failure"
+	"github.com/chatops-executor/chatops-executor/stages"
+)
+
+// loadConfig loads the config file for a protocol stage. An unusable config is a system
+// failure: the runner retries config and prepare, and the admin, not the job, must act.
+func (a *app) loadConfig() (*config.Config, error) {
+	path := config.Resolve(a.configFlag, a.getenv)
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, failure.WithHint(failure.Systemf("%w", err),
+			fmt.Sprintf("run '%s --config %s check' on the runner host", name, path))
+	}
+	return cfg, nil
+}
+
+func (a *app) stages() (*stages.Stages, error) {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return &stages.Stages{
+		Cfg:     cfg,
+		Getenv:  a.getenv,
+		Stdout:  a.stdout,
+		Stderr:  a.stderr,
+		Version: a.version,
+	}, nil
+}
+
+func noArgs(cmd string, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q", cmd, args)
+	}
+	return nil
+}
+
+func runConfig(ctx context.Context, a *app, args []string) error {
+	if err := noArgs("config", args); err != nil {
+		return err
+	}
+	s, err := a.stages()
+	if err != nil {
+		return err
+	}
+	return s.Config(ctx)
+}
+
+func runPrepare(ctx context.Context, a *app, args []string) error {
+	if err := noArgs("prepare", args); err != nil {
+		return err
+	}
+	s, err := a.stages()
+	if err != nil {
+		return err
+	}
+	return s.Prepare(ctx)
+}
+
+func runRun(ctx context.Context, a *app, args []string) error {
+	if len(args) != 2 {
+		return usagef("run takes SCRIPT_PATH STAGE_NAME, got %d arguments", len(args))
+	}
+	// Catch the runner's SIGTERM before anything else, so that no window exists in which it
+	// would kill the executor and orphan the script.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	s, err := a.stages()
+	if err != nil {
+		return err
+	}
+	s.Signals = sigs
+	return s.Run(ctx, args[0], args[1], nil)
+}
+
+func runCleanup(ctx context.Context, a *app, args []string) error {
+	if err := noArgs("cleanup", args); err != nil {
+		return err
+	}
+	s, err := a.stages()
+	if err != nil {
+		return err
+	}
+	return s.Cleanup(ctx)
+}
+
+// runCheck validates the config file and the machine it describes, printing every problem
+// with its key and line. Exit 0 when the executor can run (warnings allowed), 1 otherwise.
+func runCheck(_ context.Context, a *app, args []string) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return usagef("check: %v", err)
+	}
+	if err := noArgs("check", fs.Args()); err != nil {
+		return err
+	}
+	path := config.Resolve(a.configFlag, a.getenv)
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "%s: %v\n", name, err)
+		return &exitError{code: exitFailure}
+	}
+	problems := cfg.Check(a.getenv)
+	failed := false
+	for _, p := range problems {
+		fmt.Fprintf(a.stderr, "%s: config %s: %s\n", name, path, p)
+		failed = failed || !p.Warning
+	}
+	if failed {
+		return &exitError{code: exitFailure}
+	}
+	fmt.Fprintf(a.stdout, "%s: config %s is valid\n", name, path)
+	return nil
+}
+
+func runVersion(_ context.Context, a *app, args []string) error {
+	if err := noArgs("version", args); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "%s %s (%s %s/%s)\n", name, a.version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}

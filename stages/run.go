@@ -1,0 +1,362 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"gitlab.com/gitlab-org/gitlab-runner/executors/custom/api"
+
+	"github.com/chatops-executor/chatops-executor/failure"
+)
+
+// passEnv lists the executor's own environment variables a job script may see. The
+// runner's script exports every job variable itself, so the script needs nothing of the
+// executor's environment but a sane PATH, locale and home; everything else — a Slack token
+// in SLACK_BOT_TOKEN, the runner's own settings — stays out of the job.
+var passEnv = []string{"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"}
+
+// defaultPath is the script's PATH when the executor has none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// pipeSize is the capacity asked of the capture pipe. Linux's default 64 KiB makes the
+// job block on every 64 KiB it writes while the executor copies; 1 MiB (the unprivileged
+// maximum) lets a burst through in one read.
+const pipeSize = 1 << 20
+
+// copyBufSize is the read size of the capture copy loop.
+const copyBufSize = 256 << 10
+
+// Capturer gives a stage's output a second reader besides the runner. It returns nil for a
+// stage whose output nothing needs; that stage then writes straight to the runner with no
+// copy at all.
+type Capturer interface {
+	Capture(stage string) (io.WriteCloser, error)
+}
+
+// Run executes the runner-generated script for one stage. The script runs with the
+// configured shell, in its own process group, with a clean environment, as run_as when set.
+// Its output goes to the runner unchanged. A script failure is a build failure carrying the
+// script's exit code; a SIGTERM from the runner (cancel or timeout) stops the script's whole
+// process group, gracefully then by force, and is recorded for cleanup.
+func (s *Stages) Run(ctx context.Context, scriptPath, stage string, capture Capturer) error {
+	if !stageNameRe.MatchString(stage) {
+		return failure.Systemf("invalid stage name %q", stage)
+	}
+	j, err := s.loadJob()
+	if err != nil {
+		return err
+	}
+	st := OpenState(s.Cfg.Executor.StateDir, j.ID)
+	rec, err := st.ReadJob()
+	if err != nil {
+		return failure.Systemf("%w", err)
+	}
+	if rec.Denied {
+		return failure.Buildf("job denied: %s", rec.DenyReason)
+	}
+	seq, err := st.NextSeq()
+	if err != nil {
+		return failure.Systemf("%w", err)
+	}
+	result := StageRecord{Stage: stage, Seq: seq, StartedAt: s.now()}
+	runErr := s.runScript(st, rec.BuildDir, scriptPath, stage, capture, &result)
+	result.EndedAt = s.now()
+	if kind, _, _ := failure.Classify(runErr); runErr != nil && kind == failure.System && result.Error == "" {
+		result.Error = runErr.Error()
+	}
+	if err := st.WriteStage(result); err != nil {
+		return failure.Systemf("%w", errors.Join(runErr, err))
+	}
+	return runErr
+}
+
+// outputLinger bounds how long the executor waits, after the script's process group is
+// gone, for the output pipe to close: a process that left the group (setsid) may hold it.
+const outputLinger = 5 * time.Second
+
+func (s *Stages) runScript(st State, dir, scriptPath, stage string, capture Capturer, result *StageRecord) error {
+	shell, err := exec.LookPath(s.Cfg.Executor.Shell)
+	if err != nil {
+		return failure.Systemf("find shell %q: %w", s.Cfg.Executor.Shell, err)
+	}
+	script, err := os.Open(scriptPath)
+	if err != nil {
+		return failure.Systemf("open stage script: %w", err)
+	}
+	defer script.Close()
+
+	cmd := exec.Command(shell)
+	cmd.Dir = dir
+	if _, err := os.Stat(cmd.Dir); err != nil {
+		cmd.Dir = "/"
+	}
+	cmd.WaitDelay = outputLinger
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The script is handed over as an open file rather than a path: run_as users cannot
+	// read the runner's private temporary directory, but can read an inherited descriptor.
+	cmd.ExtraFiles = []*os.File{script}
+	cmd.Args = []string{shell, "/dev/fd/3"}
+	home := "/"
+	if s.Cfg.Executor.RunAs != "" {
+		cred, h, err := lookupCredential(s.Cfg.Executor.RunAs)
+		if err != nil {
+			return err
+		}
+		cmd.SysProcAttr.Credential = cred
+		home = h
+	} else if h, err := os.UserHomeDir(); err == nil {
+		home = h
+	}
+	cmd.Env = s.scriptEnv(home)
+
+	var sink io.WriteCloser
+	if capture != nil {
+		if sink, err = capture.Capture(stage); err != nil {
+			return failure.Systemf("start output capture: %w", err)
+		}
+	}
+	var copyDone chan error
+	var pipeR *os.File
+	if sink == nil {
+		cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return failure.Systemf("create output pipe: %w", err)
+		}
+		// Best effort: a smaller pipe is only slower.
+		_, _ = unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, pipeSize)
+		pipeR = r
+		// One pipe for both streams keeps the job's interleaving of stdout and stderr, which
+		// the runner merges into one log anyway.
+		cmd.Stdout, cmd.Stderr = w, w
+		defer w.Close()
+		copyDone = make(chan error, 1)
+		go func() { copyDone <- teeCopy(s.Stdout, sink, r) }()
+	}
+
+	if err := cmd.Start(); err != nil {
+		if pipeR != nil {
+			pipeR.Close()
+		}
+		return failure.Systemf("start %s: %w", shell, err)
+	}
+	pgid := cmd.Process.Pid
+	if err := st.RecordGroup(pgid); err != nil {
+		fmt.Fprintf(s.Stderr, "%s: warning: %v\n", DriverName, err)
+	}
+	if w, ok := cmd.Stdout.(*os.File); ok && sink != nil {
+		// The child holds its own copy; ours must go so the copy loop sees EOF.
+		w.Close()
+	}
+
+	waitDone := make(chan error, 1)
+	go func() { waitDone <- cmd.Wait() }()
+
+	var waitErr error
+	var killTimer <-chan time.Time
+	terminated := false
+loop:
+	for {
+		select {
+		case waitErr = <-waitDone:
+			break loop
+		case sig := <-s.Signals:
+			if terminated {
+				continue
+			}
+			terminated = true
+			result.Terminated, result.TerminatedAt = true, s.now()
+			fmt.Fprintf(s.Stderr, "\n%s: received %v: stopping the job's processes (grace period %s)\n",
+				DriverName, sig, s.Cfg.Executor.KillGrace)
+			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			killTimer = time.After(s.Cfg.Executor.KillGrace.D())
+		case <-killTimer:
+			fmt.Fprintf(s.Stderr, "%s: processes still running after %s: killing them\n", DriverName, s.Cfg.Executor.KillGrace)
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			killTimer = nil
+		}
+	}
+	// Whatever the script left in its group (a backgrounded command) ends with the stage.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+
+	var copyErr error
+	if copyDone != nil {
+		select {
+		case copyErr = <-copyDone:
+		case <-time.After(outputLinger):
+			pipeR.Close() // unblocks the copy loop's Read; its error is expected
+			<-copyDone
+			fmt.Fprintf(s.Stderr, "%s: warning: a process outside the job's process group kept its output open; stopped reading\n", DriverName)
+		}
+		pipeR.Close()
+		if err := sink.Close(); err != nil && copyErr == nil {
+			copyErr = fmt.Errorf("finish output capture: %w", err)
+		}
+	}
+
+	code, sigName := exitStatus(cmd.ProcessState)
+	result.ExitCode, result.Signal = code, sigName
+	if terminated {
+		return failure.Buildf("job stopped by the runner (cancelled or timed out)")
+	}
+	if waitErr != nil && cmd.ProcessState == nil {
+		return failure.Systemf("wait for script: %w", waitErr)
+	}
+	if copyErr != nil {
+		return failure.Systemf("copy job output: %w", copyErr)
+	}
+	if code != 0 {
+		if err := s.writeBuildExitCode(code); err != nil {
+			return err
+		}
+		if sigName != "" {
+			return failure.Script(code, fmt.Errorf("script killed by %s", sigName))
+		}
+		return failure.Script(code, fmt.Errorf("script exited with code %d", code))
+	}
+	return nil
+}
+
+// teeCopy copies the job's output to the runner first and then to the capture, so that
+// capture never delays the live log. Each chunk is written to the runner as soon as it is
+// read; nothing waits for a newline.
+func teeCopy(runner io.Writer, sink io.Writer, r io.Reader) error {
+	buf := make([]byte, copyBufSize)
+	var sinkErr error
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := runner.Write(buf[:n]); werr != nil {
+				// The runner stopped reading: keep draining so the job is not blocked, and
+				// report it at the end.
+				return drain(r, buf, fmt.Errorf("write to runner: %w", werr))
+			}
+			if sinkErr == nil {
+				if _, werr := sink.Write(buf[:n]); werr != nil {
+					// A broken capture costs the reply, never the job or its log.
+					sinkErr = fmt.Errorf("capture: %w", werr)
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return sinkErr
+		}
+		if err != nil {
+			return fmt.Errorf("read job output: %w", err)
+		}
+	}
+}
+
+func drain(r io.Reader, buf []byte, cause error) error {
+	for {
+		if _, err := r.Read(buf); err != nil {
+			return cause
+		}
+	}
+}
+
+// exitStatus returns the script's exit code, and the signal's name when a signal ended
+// it (the code is then 128+signal, as a shell reports it).
+func exitStatus(ps *os.ProcessState) (int, string) {
+	if ps == nil {
+		return -1, ""
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), unix.SignalName(ws.Signal())
+	}
+	return ps.ExitCode(), ""
+}
+
+func (s *Stages) scriptEnv(home string) []string {
+	env := make([]string, 0, len(passEnv)+2)
+	hasPath := false
+	for _, k := range passEnv {
+		if v := s.Getenv(k); v != "" {
+			env = append(env, k+"="+v)
+			hasPath = hasPath || k == "PATH"
+		}
+	}
+	if !hasPath {
+		env = append(env, "PATH="+defaultPath)
+	}
+	env = append(env, "HOME="+home)
+	if s.Cfg.Executor.RunAs != "" {
+		env = append(env, "USER="+s.Cfg.Executor.RunAs, "LOGNAME="+s.Cfg.Executor.RunAs)
+	}
+	return env
+}
+
+// writeBuildExitCode tells the runner the script's real exit code, so that
+// `allow_failure: exit_codes` can match it.
+func (s *Stages) writeBuildExitCode(code int) error {
+	path := s.Getenv(api.BuildCodeFileVariable)
+	if path == "" {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(code)), 0o600); err != nil {
+		return failure.Systemf("write %s: %w", api.BuildCodeFileVariable, err)
+	}
+	return nil
+}
+
+func lookupCredential(name string) (*syscall.Credential, string, error) {
+	if os.Geteuid() != 0 {
+		return nil, "", failure.WithHint(failure.Systemf("executor.run_as = %q needs the executor to run as root", name),
+			"run gitlab-runner as root, or leave run_as empty")
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, "", failure.Systemf("executor.run_as: %w", err)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, "", failure.Systemf("executor.run_as: user %q has a non-numeric uid or gid", name)
+	}
+	var groups []uint32
+	if ids, err := u.GroupIds(); err == nil {
+		for _, g := range ids {
+			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+				groups = append(groups, uint32(n))
+			}
+		}
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, u.HomeDir, nil
+}
+
+// chownForRunAs gives the run_as user the job's build directory.
+func (s *Stages) chownForRunAs(dir string) error {
+	if s.Cfg.Executor.RunAs == "" {
+		return nil
+	}
+	cred, _, err := lookupCredential(s.Cfg.Executor.RunAs)
+	if err != nil {
+		return err
+	}
+	if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+		return failure.Systemf("give build dir to %s: %w", s.Cfg.Executor.RunAs, err)
+	}
+	return nil
+}
+
+// killGroups kills the process groups the job's stages ran in. A stage kills its own group
+// when it ends, so this matters only when the runner had to SIGKILL the executor itself.
+// A group id cannot be reused while any process of the group lives, so this can only hit
+// the job's own leftovers (or nothing, ESRCH).
+func killGroups(st State) {
+	groups, _ := st.Groups()
+	for _, g := range groups {
+		_ = syscall.Kill(-g, syscall.SIGKILL)
+	}
+}

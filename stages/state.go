@@ -1,0 +1,228 @@
+package stages
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Each executor call is a new process, so what a later call needs is written under
+// state_dir/<job id>/. The job id comes from the runner's JOB_RESPONSE_FILE, never from a
+// job variable, so one job cannot name another's state. Files are written whole to a
+// temporary name and renamed, so a call killed half-way never leaves a torn record.
+
+// stageNameRe is what the runner's stage names look like (build_script, step_release,
+// after_script…). The name becomes part of a file name, so nothing else is accepted.
+var stageNameRe = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
+
+// JobRecord is written by prepare and read by run and cleanup.
+type JobRecord struct {
+	JobID      int64     `json:"job_id"`
+	Name       string    `json:"name"`
+	Project    string    `json:"project"`
+	PreparedAt time.Time `json:"prepared_at"`
+	// TimeoutSeconds is the job timeout GitLab gave the runner; cleanup uses it to tell a
+	// timeout from a cancel, since both arrive as the same SIGTERM.
+	TimeoutSeconds int    `json:"timeout_seconds"`
+	BuildDir       string `json:"build_dir"`
+	Denied         bool   `json:"denied,omitempty"`
+	DenyReason     string `json:"deny_reason,omitempty"`
+}
+
+// StageRecord is written by run for each stage it ran.
+type StageRecord struct {
+	Stage     string    `json:"stage"`
+	Seq       int       `json:"seq"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at"`
+	ExitCode  int       `json:"exit_code"`
+	// Terminated is set when the runner asked the stage to stop (SIGTERM): the job was
+	// cancelled or timed out.
+	Terminated   bool      `json:"terminated,omitempty"`
+	TerminatedAt time.Time `json:"terminated_at,omitzero"`
+	// Signal names the signal that ended the script when it did not exit by itself.
+	Signal string `json:"signal,omitempty"`
+	// Error is set when the executor itself failed to run the stage.
+	Error string `json:"error,omitempty"`
+}
+
+// State is one job's state directory.
+type State struct {
+	Dir string
+}
+
+// OpenState returns the state of job id under stateDir. It does not touch the disk.
+func OpenState(stateDir string, id int64) State {
+	return State{Dir: filepath.Join(stateDir, strconv.FormatInt(id, 10))}
+}
+
+// Create makes the state directory, private to the executor's user: it will hold raw,
+// unredacted job output.
+func (s State) Create() error {
+	if err := os.MkdirAll(filepath.Dir(s.Dir), 0o700); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	if err := os.Mkdir(s.Dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create job state: %w", err)
+	}
+	return nil
+}
+
+// ErrNoState means prepare has not created the job's state (or cleanup removed it).
+var ErrNoState = errors.New("no job state")
+
+// WriteJob records the job.
+func (s State) WriteJob(r JobRecord) error { return writeJSON(filepath.Join(s.Dir, "job.json"), r) }
+
+// ReadJob reads the job record; ErrNoState when prepare has not written it.
+func (s State) ReadJob() (JobRecord, error) {
+	var r JobRecord
+	err := readJSON(filepath.Join(s.Dir, "job.json"), &r)
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, fmt.Errorf("%w in %s: prepare did not run for this job, or cleanup already removed it", ErrNoState, s.Dir)
+	}
+	return r, err
+}
+
+// WriteStage records a stage's outcome. Stages are numbered in the order they ran, so a
+// stage that runs twice (after_script after a retry) keeps both records.
+func (s State) WriteStage(r StageRecord) error {
+	if !stageNameRe.MatchString(r.Stage) {
+		return fmt.Errorf("invalid stage name %q", r.Stage)
+	}
+	return writeJSON(filepath.Join(s.Dir, fmt.Sprintf("stage-%03d-%s.json", r.Seq, r.Stage)), r)
+}
+
+// NextSeq returns the sequence number for the next stage record.
+func (s State) NextSeq() (int, error) {
+	recs, err := s.Stages()
+	if err != nil {
+		return 0, err
+	}
+	if len(recs) == 0 {
+		return 1, nil
+	}
+	return recs[len(recs)-1].Seq + 1, nil
+}
+
+// Stages returns the recorded stages in the order they ran.
+func (s State) Stages() ([]StageRecord, error) {
+	names, err := filepath.Glob(filepath.Join(s.Dir, "stage-*.json"))
+	if err != nil {
+		return nil, fmt.Errorf("list stage records: %w", err)
+	}
+	var recs []StageRecord
+	for _, n := range names {
+		var r StageRecord
+		if err := readJSON(n, &r); err != nil {
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Seq < recs[j].Seq })
+	return recs, nil
+}
+
+// RecordGroup notes the process group of a running stage before waiting for it, so that
+// cleanup can kill what is left even if the runner had to SIGKILL this executor.
+func (s State) RecordGroup(pgid int) error {
+	f, err := os.OpenFile(filepath.Join(s.Dir, "pgids"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("record process group: %w", err)
+	}
+	_, werr := fmt.Fprintf(f, "%d\n", pgid)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("record process group: %w", werr)
+	}
+	return nil
+}
+
+// Groups returns the process groups recorded by RecordGroup.
+func (s State) Groups() ([]int, error) {
+	data, err := os.ReadFile(filepath.Join(s.Dir, "pgids"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read process groups: %w", err)
+	}
+	var out []int
+	for _, f := range strings.Fields(string(data)) {
+		if n, err := strconv.Atoi(f); err == nil && n > 1 {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// Exists reports whether the state directory is there.
+func (s State) Exists() bool {
+	fi, err := os.Stat(s.Dir)
+	return err == nil && fi.IsDir()
+}
+
+// Remove deletes the job's state.
+func (s State) Remove() error {
+	if err := os.RemoveAll(s.Dir); err != nil {
+		return fmt.Errorf("remove job state: %w", err)
+	}
+	return nil
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	return WriteFileAtomic(path, append(data, '\n'), 0o600)
+}
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", filepath.Base(path), err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("read %s: corrupt state: %w", path, err)
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same directory,
+// synced and renamed, so readers see the old file or the new one, never a part.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
