@@ -74,7 +74,10 @@ func checkDir(dir string, private bool) error {
 				if !pfi.IsDir() {
 					return fmt.Errorf("%s does not exist and cannot be created: %s is not a directory", dir, parent)
 				}
-				return writable(parent, dir)
+				if err := writable(parent); err != nil {
+					return fmt.Errorf("%s does not exist and cannot be created: %w", dir, err)
+				}
+				return nil
 			}
 			if parent == filepath.Dir(parent) {
 				return fmt.Errorf("%s does not exist and cannot be created", dir)
@@ -91,13 +94,13 @@ func checkDir(dir string, private bool) error {
 	if private && fi.Mode().Perm()&0o007 != 0 {
 		return fmt.Errorf("%s is accessible to other users (mode %04o): it holds unredacted job output; chmod o-rwx it", dir, fi.Mode().Perm())
 	}
-	return writable(dir, dir)
+	return writable(dir)
 }
 
-func writable(dir, what string) error {
+func writable(dir string) error {
 	f, err := os.CreateTemp(dir, ".chatops-executor-check-*")
 	if err != nil {
-		return fmt.Errorf("%s is not writable by this user: %w", what, errors.Unwrap(err))
+		return fmt.Errorf("%s is not writable by this user: %w", dir, unwrapPath(err))
 	}
 	name := f.Name()
 	f.Close()
