@@ -214,4 +214,3 @@ func (s *Stages) Cleanup(context.Context) error {
 	}
 	return firstErr
 }
-
