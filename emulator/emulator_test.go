@@ -14,11 +14,11 @@ import (
 	"time"
 )
 
-const exampleResponse = "../../shared/examples/job-response.json"
+const exampleResponse = "../examples/job-response.json"
 
 func loadResponse(t *testing.T) []byte {
 	t.Helper()
-	for _, p := range []string{exampleResponse, "/work/shared/examples/job-response.json"} {
+	for _, p := range []string{exampleResponse} {
 		if b, err := os.ReadFile(p); err == nil {
 			return b
 		}
