@@ -35,6 +35,8 @@ type Config struct {
 
 	// Path is the file the config was loaded from, for messages.
 	Path string `toml:"-"`
+	// raw is the file's text, kept so problems found later (policy rules) get a line too.
+	raw []byte
 }
 
 // Executor configures where jobs run and how.
@@ -189,7 +191,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err != nil {
 		return nil, &Error{Path: path, Problems: []Problem{decodeProblem(err)}}
 	}
-	cfg.Path = path
+	cfg.Path, cfg.raw = path, data
 	var problems []Problem
 	if undecoded := md.Undecoded(); len(undecoded) > 0 {
 		for _, k := range undecoded {
@@ -316,6 +318,19 @@ func (c *Config) validate() []Problem {
 		}
 	}
 	return ps
+}
+
+// Locate fills in the line of each problem found after loading (by another package, such
+// as policy) whose key names a place in this config file.
+func (c *Config) Locate(ps []Problem) []Problem {
+	out := make([]Problem, len(ps))
+	for i, p := range ps {
+		if p.Line == 0 && c.raw != nil {
+			p.Line = keyLineDotted(c.raw, p.Key)
+		}
+		out[i] = p
+	}
+	return out
 }
 
 // SlackEnabled reports whether a Slack token source is configured, without reading it.

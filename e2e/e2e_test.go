@@ -47,6 +47,9 @@ type host struct {
 	runner *emulator.Runner
 }
 
+// allowAll is the policy of hosts whose tests are not about policy.
+const allowAll = "[policy]\ndefault = \"allow\"\n"
+
 func newHost(t *testing.T, extraConfig string) *host {
 	t.Helper()
 	dir := t.TempDir()
@@ -127,7 +130,7 @@ func (h *host) assertClean(id int64) {
 }
 
 func TestPassingJob(t *testing.T) {
-	h := newHost(t, "")
+	h := newHost(t, allowAll)
 	res := h.run(context.Background(), emulator.Job{
 		Response:    response(t, 100, nil),
 		Script:      []string{`echo "deploying $CHAT_INPUT"`, `env | grep -c SLACK_BOT_TOKEN || true`},
@@ -155,7 +158,7 @@ func TestPassingJob(t *testing.T) {
 }
 
 func TestFailingJobExitCodeReachesRunner(t *testing.T) {
-	h := newHost(t, "")
+	h := newHost(t, allowAll)
 	res := h.run(context.Background(), emulator.Job{
 		Response:    response(t, 101, nil),
 		Script:      []string{"echo about to fail", "exit 42", "echo never"},
@@ -178,7 +181,7 @@ func TestFailingJobExitCodeReachesRunner(t *testing.T) {
 }
 
 func TestCancelledJobLeavesNoProcess(t *testing.T) {
-	h := newHost(t, "")
+	h := newHost(t, allowAll)
 	pidFile := filepath.Join(h.dir, "pids")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -218,7 +221,7 @@ func TestCancelledJobLeavesNoProcess(t *testing.T) {
 }
 
 func TestTimedOutJob(t *testing.T) {
-	h := newHost(t, "")
+	h := newHost(t, allowAll)
 	pidFile := filepath.Join(h.dir, "pids")
 	res := h.run(context.Background(), emulator.Job{
 		Response: response(t, 103, nil),
@@ -235,7 +238,7 @@ func TestTimedOutJob(t *testing.T) {
 // The job's own timeout is in the job response; the executor tells a timeout from a cancel
 // by it. With runner_info.timeout matching the emulator's, cleanup must say "timed out".
 func TestTimeoutIsReportedAsTimeout(t *testing.T) {
-	h := newHost(t, "")
+	h := newHost(t, allowAll)
 	var r map[string]any
 	_ = json.Unmarshal(response(t, 104, nil), &r)
 	r["runner_info"] = map[string]any{"timeout": 3}
@@ -250,7 +253,7 @@ func TestTimeoutIsReportedAsTimeout(t *testing.T) {
 }
 
 func TestConcurrentJobsShareNothing(t *testing.T) {
-	h := newHost(t, "")
+	h := newHost(t, allowAll)
 	const n = 20
 	var wg sync.WaitGroup
 	results := make([]*emulator.Result, n)
@@ -294,7 +297,7 @@ func TestConcurrentJobsShareNothing(t *testing.T) {
 }
 
 func TestNonChatJobRejected(t *testing.T) {
-	h := newHost(t, "")
+	h := newHost(t, allowAll)
 	marker := filepath.Join(h.dir, "ran")
 	res := h.run(context.Background(), emulator.Job{
 		Response: response(t, 105, map[string]string{"CI_PIPELINE_SOURCE": "push"}),
@@ -342,7 +345,7 @@ func TestBrokenConfigIsSystemFailure(t *testing.T) {
 // The runner always writes JOB_RESPONSE_FILE; when it is missing, empty or garbled the
 // runner's install is broken, and the executor must say so as a system failure.
 func TestBadJobResponseFile(t *testing.T) {
-	h := newHost(t, "")
+	h := newHost(t, allowAll)
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/failure"
+	"github.com/chatops-executor/chatops-executor/policy"
 	"github.com/chatops-executor/chatops-executor/stages"
 )
 
@@ -19,10 +20,21 @@ import (
 // failure: the runner retries config and prepare, and the admin, not the job, must act.
 func (a *app) loadConfig() (*config.Config, error) {
 	path := config.Resolve(a.configFlag, a.getenv)
+	hint := fmt.Sprintf("run '%s --config %s check' on the runner host", name, path)
 	cfg, err := config.Load(path)
 	if err != nil {
-		return nil, failure.WithHint(failure.Systemf("%w", err),
-			fmt.Sprintf("run '%s --config %s check' on the runner host", name, path))
+		return nil, failure.WithHint(failure.Systemf("%w", err), hint)
+	}
+	// A policy the engine cannot compile must stop the job at config, before it is
+	// prepared, not at prepare with a half-made state.
+	var errs []config.Problem
+	for _, p := range cfg.Locate(policy.Validate(cfg)) {
+		if !p.Warning {
+			errs = append(errs, p)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, failure.WithHint(failure.Systemf("%w", &config.Error{Path: path, Problems: errs}), hint)
 	}
 	return cfg, nil
 }
@@ -67,6 +79,14 @@ func runPrepare(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The engine is built here only: an unreadable GitLab token must fail the decision,
+	// not run or cleanup.
+	engine, err := policy.New(s.Cfg)
+	if err != nil {
+		return failure.WithHint(failure.Systemf("%w", err),
+			fmt.Sprintf("run '%s --config %s check' on the runner host", name, s.Cfg.Path))
+	}
+	s.Decider = engine
 	return s.Prepare(ctx)
 }
 
@@ -115,7 +135,7 @@ func runCheck(_ context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.stderr, "%s: %v\n", name, err)
 		return &exitError{code: exitFailure}
 	}
-	problems := cfg.Check(a.getenv)
+	problems := append(cfg.Check(a.getenv), cfg.Locate(policy.Validate(cfg))...)
 	failed := false
 	for _, p := range problems {
 		fmt.Fprintf(a.stderr, "%s: config %s: %s\n", name, path, p)

@@ -40,7 +40,8 @@ type Decider interface {
 	Decide(ctx context.Context, j *job.Response) (Decision, error)
 }
 
-// AllowAll is the Decider used when no policy is wired in: every chat job may run.
+// AllowAll is the Decider used when no policy is wired in (tests): every job may run. The
+// command always wires in the policy engine, which also enforces executor.non_chat_jobs.
 type AllowAll struct{}
 
 // Decide implements Decider.
@@ -148,9 +149,6 @@ func (s *Stages) Prepare(ctx context.Context) error {
 		}
 		return failure.Buildf("job denied: %s", reason)
 	}
-	if src := j.PipelineSource(); src != "chat" && s.Cfg.Executor.NonChatJobs == "reject" {
-		return deny(fmt.Sprintf("this runner only runs jobs started from chat, and this one's pipeline source is %q (executor.non_chat_jobs = \"reject\")", src))
-	}
 	if chat.UserID != "" {
 		fmt.Fprintf(s.Stdout, "Requested by chat user %s in channel %s\n", chat.UserID, chat.Channel)
 	}
@@ -163,7 +161,7 @@ func (s *Stages) Prepare(ctx context.Context) error {
 		return failure.Systemf("policy decision: %w", err)
 	}
 	if !d.Allow {
-		return deny(fmt.Sprintf("%s (rule %s)", d.Reason, d.Rule))
+		return deny(d.Reason)
 	}
 
 	if err := os.MkdirAll(rec.BuildDir, 0o700); err != nil {

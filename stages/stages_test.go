@@ -136,37 +136,6 @@ func TestPrepareCreatesState(t *testing.T) {
 	}
 }
 
-func TestPrepareRejectsNonChatJobs(t *testing.T) {
-	push := func(r *job.Response) {
-		for i := range r.Variables {
-			if r.Variables[i].Key == "CI_PIPELINE_SOURCE" {
-				r.Variables[i].Value = "push"
-			}
-		}
-	}
-	f := newFixture(t, push)
-	err := f.stages.Prepare(context.Background())
-	if kind, _, _ := failure.Classify(err); err == nil || kind != failure.Build {
-		t.Fatalf("err = %v, want a build failure", err)
-	}
-	if !strings.Contains(err.Error(), `pipeline source is "push"`) || !strings.Contains(err.Error(), "non_chat_jobs") {
-		t.Errorf("reason = %v", err)
-	}
-	rec, rerr := f.state().ReadJob()
-	if rerr != nil || !rec.Denied {
-		t.Fatalf("denial not recorded for cleanup: %+v %v", rec, rerr)
-	}
-	if o := Derive(rec, nil, time.Now()); o.Status != Denied {
-		t.Errorf("outcome = %v", o)
-	}
-
-	f = newFixture(t, push)
-	f.stages.Cfg.Executor.NonChatJobs = "run"
-	if err := f.stages.Prepare(context.Background()); err != nil {
-		t.Errorf("non_chat_jobs=run: %v", err)
-	}
-}
-
 type denyAll struct{}
 
 func (denyAll) Decide(context.Context, *job.Response) (Decision, error) {
@@ -177,13 +146,20 @@ func TestPrepareDeniedByPolicy(t *testing.T) {
 	f := newFixture(t, nil)
 	f.stages.Decider = denyAll{}
 	err := f.stages.Prepare(context.Background())
-	if kind, _, _ := failure.Classify(err); err == nil || kind != failure.Build || !strings.Contains(err.Error(), "alice may not deploy (rule deployers)") {
+	if kind, _, _ := failure.Classify(err); err == nil || kind != failure.Build || !strings.Contains(err.Error(), "job denied: alice may not deploy") {
 		t.Fatalf("err = %v", err)
 	}
 	// run refuses a denied job even if the runner calls it.
 	err = f.stages.Run(context.Background(), f.script("touch "+filepath.Join(f.dir, "ran")), "build_script", nil)
 	if err == nil {
 		t.Fatal("run of a denied job succeeded")
+	}
+	rec, rerr := f.state().ReadJob()
+	if rerr != nil || !rec.Denied {
+		t.Fatalf("denial not recorded for cleanup: %+v %v", rec, rerr)
+	}
+	if o := Derive(rec, nil, time.Now()); o.Status != Denied || o.Reason != "alice may not deploy" {
+		t.Errorf("outcome = %v", o)
 	}
 	if _, serr := os.Stat(filepath.Join(f.dir, "ran")); serr == nil {
 		t.Fatal("the denied job's script ran")

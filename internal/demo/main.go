@@ -23,6 +23,26 @@ var script = []string{
 	`echo -e "section_start:$(date +%s):chat_reply\r\033[0K\nHost: $(uname -sr)\nFiles in the build dir: $(ls -A | wc -l)\nsection_end:$(date +%s):chat_reply\r\033[0K"`,
 }
 
+// demoConfig is the executor's config for the demo: private temporary directories and a
+// policy that lets the example deploy through only from one channel with a version-shaped
+// input. There is no GitLab to verify identities with, so no user or group conditions.
+const demoConfig = `[executor]
+builds_dir = %q
+cache_dir = %q
+state_dir = %q
+
+[policy]
+default = "deny"
+audit_log = %q
+
+[[policy.rule]]
+name = "deploys-from-ops-channel"
+action = "allow"
+jobs = ["deploy"]
+channels = ["C0123ABCD"]
+input = '(staging|production) v[0-9]+\.[0-9]+\.[0-9]+'
+`
+
 func main() {
 	executor := flag.String("executor", "bin/chatops-executor", "the executor binary")
 	job := flag.String("job", "examples/job-response.json", "the job as the runner receives it from GitLab")
@@ -51,8 +71,8 @@ func run(executor, jobFile string) error {
 	}
 	defer os.RemoveAll(dir)
 	config := filepath.Join(dir, "config.toml")
-	toml := fmt.Sprintf("[executor]\nbuilds_dir = %q\ncache_dir = %q\nstate_dir = %q\n",
-		filepath.Join(dir, "builds"), filepath.Join(dir, "cache"), filepath.Join(dir, "state"))
+	audit := filepath.Join(dir, "audit.jsonl")
+	toml := fmt.Sprintf(demoConfig, filepath.Join(dir, "builds"), filepath.Join(dir, "cache"), filepath.Join(dir, "state"), audit)
 	if err := os.WriteFile(config, []byte(toml), 0o600); err != nil {
 		return err
 	}
@@ -76,6 +96,10 @@ func run(executor, jobFile string) error {
 	os.Stdout.Write(readable(res.RawTrace))
 	fmt.Println("\n== runner log (cleanup's report):")
 	os.Stdout.Write(res.RunnerLog)
+	if data, err := os.ReadFile(audit); err == nil {
+		fmt.Println("\n== audit log:")
+		os.Stdout.Write(data)
+	}
 	fmt.Printf("\n== job %s in %s\n", res.State, time.Since(start).Round(time.Millisecond))
 	if res.State != "success" {
 		return fmt.Errorf("the demo job failed: %v", res.Err)
