@@ -94,6 +94,7 @@ func commands() []command {
 		{"run", true, "run SCRIPT_PATH STAGE_NAME for the runner", runRun},
 		{"cleanup", true, "derive the job's status, reply, remove its state", runCleanup},
 		{"check", false, "validate the config file and what it points at", runCheck},
+		{"flush", false, "deliver replies waiting in the outbox", runFlush},
 		{"policy", false, "dry-run a policy decision: policy explain --job NAME …", runPolicy},
 		{"version", false, "print the version", runVersion},
 	}
