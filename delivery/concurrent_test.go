@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
 )
 
 // When the test binary is re-executed with helperEnv set, it is a flush process, like two
@@ -56,7 +58,7 @@ const (
 
 // queueWhileDown fills the outbox with Slack down, the state `flush` finds after an outage.
 func queueWhileDown(t *testing.T, r *rig) {
-	r.f.down()
+	r.f.Down()
 	ctx := context.Background()
 	for jn := 1; jn <= concJobs; jn++ {
 		j := r.job(t, fmt.Sprint(jn))
@@ -74,9 +76,9 @@ func queueWhileDown(t *testing.T, r *rig) {
 	}
 	// Slow Slack down a little so that senders really overlap.
 	for _, m := range []string{"chat.postMessage", "chat.update"} {
-		r.f.setAlways(m, fault{delay: 5 * time.Millisecond})
+		r.f.FailAlways(m, slacktest.Fault{Delay: 5 * time.Millisecond})
 	}
-	r.f.up()
+	r.f.Up()
 }
 
 // assertExactlyOnceInOrder checks the channel: every message of every job exactly once, in
@@ -84,8 +86,8 @@ func queueWhileDown(t *testing.T, r *rig) {
 func assertExactlyOnceInOrder(t *testing.T, r *rig) {
 	t.Helper()
 	seen := map[string]int{}
-	byJob := map[int][]fakeMsg{}
-	for _, m := range r.f.messages() {
+	byJob := map[int][]slacktest.Event{}
+	for _, m := range r.f.Events() {
 		seen[m.Text]++
 		var jn, i int
 		fmt.Sscanf(m.Text, "job %d msg %d", &jn, &i)
@@ -111,7 +113,7 @@ func assertExactlyOnceInOrder(t *testing.T, r *rig) {
 			case i == 0:
 			case i == concMsgs-1 && (m.Method != "chat.update" || m.TS != start):
 				t.Errorf("job %d final edit %+v does not edit %s", jn, m, start)
-			case i < concMsgs-1 && m.Thread != start:
+			case i < concMsgs-1 && m.ThreadTS != start:
 				t.Errorf("job %d reply %+v not in thread %s", jn, m, start)
 			}
 		}
@@ -175,7 +177,7 @@ func TestConcurrentFlushProcesses(t *testing.T) {
 	for i := range procs {
 		wg.Go(func() {
 			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), helperEnv+"="+r.state+"|"+r.f.apiURL()+"|"+barrier)
+			cmd.Env = append(os.Environ(), helperEnv+"="+r.state+"|"+r.f.APIURL()+"|"+barrier)
 			out, err := cmd.CombinedOutput()
 			results[i] = result{out, err}
 		})

@@ -13,10 +13,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
 )
 
 type rig struct {
-	f     *fakeSlack
+	f     *slacktest.Server
 	clk   *fakeClock
 	ob    *Outbox
 	state string
@@ -24,7 +26,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	f := newFakeSlack(t, testToken)
+	f := slacktest.New(t, testToken)
 	clk := newFakeClock()
 	state := t.TempDir()
 	ob := Open(state, newPoster(t, f), Options{Clock: clk, AttemptTimeout: 300 * time.Millisecond,
@@ -74,7 +76,7 @@ func TestSendDeliversInOrderAndRemovesClosedJob(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r.state, "outbox", "101")); !os.IsNotExist(err) {
 		t.Errorf("delivered and closed job still in the outbox: %v", err)
 	}
-	msgs := r.f.messages()
+	msgs := r.f.Events()
 	want := []string{"chat.postMessage", "chat.update", "chat.update", "chat.postMessage"}
 	if len(msgs) != len(want) {
 		t.Fatalf("effects %+v", msgs)
@@ -85,14 +87,14 @@ func TestSendDeliversInOrderAndRemovesClosedJob(t *testing.T) {
 			t.Errorf("effect %d: %s, want %s", i, m.Method, want[i])
 		}
 	}
-	if msgs[1].Text != "running 1m" || msgs[2].TS != start || msgs[3].Thread != start {
+	if msgs[1].Text != "running 1m" || msgs[2].TS != start || msgs[3].ThreadTS != start {
 		t.Errorf("progress/update/thread do not refer to the start message %s: %+v", start, msgs)
 	}
 }
 
 func TestRateLimitHonoured(t *testing.T) {
 	r := newRig(t)
-	r.f.fail("chat.postMessage", fault{status: 429, retryAfter: "7"})
+	r.f.Fail("chat.postMessage", slacktest.Fault{Status: 429, RetryAfter: "7"})
 	rep, err := r.job(t, "1").Send(context.Background(), 0, startMsg("C1"))
 	if err != nil || len(rep.Delivered) != 1 {
 		t.Fatalf("%+v %v", rep, err)
@@ -100,7 +102,7 @@ func TestRateLimitHonoured(t *testing.T) {
 	if got := r.clk.slept(); len(got) != 1 || got[0] != 7*time.Second {
 		t.Errorf("slept %v, want exactly Slack's Retry-After [7s]", got)
 	}
-	if n := len(r.f.callsTo("chat.postMessage")); n != 2 {
+	if n := len(r.f.Calls("chat.postMessage")); n != 2 {
 		t.Errorf("%d calls, want 2", n)
 	}
 }
@@ -109,7 +111,7 @@ func TestRateLimitHonoured(t *testing.T) {
 // the outbox, and the report says why.
 func TestRateLimitBeyondBudgetWaits(t *testing.T) {
 	r := newRig(t)
-	r.f.fail("chat.postMessage", fault{status: 429, retryAfter: "120"})
+	r.f.Fail("chat.postMessage", slacktest.Fault{Status: 429, RetryAfter: "120"})
 	rep, err := r.job(t, "1").Send(context.Background(), 10*time.Second, startMsg("C1"))
 	if err != nil || len(rep.Waiting) != 1 || !strings.Contains(rep.String(), "retry after 2m0s") {
 		t.Fatalf("%s %v", rep, err)
@@ -121,7 +123,7 @@ func TestRateLimitBeyondBudgetWaits(t *testing.T) {
 
 func TestServerErrorsRetriedWithBackoff(t *testing.T) {
 	r := newRig(t)
-	r.f.fail("chat.postMessage", fault{status: 500}, fault{status: 503}, fault{status: 500})
+	r.f.Fail("chat.postMessage", slacktest.Fault{Status: 500}, slacktest.Fault{Status: 503}, slacktest.Fault{Status: 500})
 	rep, err := r.job(t, "1").Send(context.Background(), 0, startMsg("C1"))
 	if err != nil || len(rep.Delivered) != 1 {
 		t.Fatalf("%+v %v", rep, err)
@@ -131,20 +133,20 @@ func TestServerErrorsRetriedWithBackoff(t *testing.T) {
 	if got := r.clk.slept(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("backoff %v, want %v", got, want)
 	}
-	if n := len(r.f.messages()); n != 1 {
+	if n := len(r.f.Events()); n != 1 {
 		t.Errorf("%d messages, want 1", n)
 	}
 }
 
 func TestPermanentErrorNotRetried(t *testing.T) {
 	r := newRig(t)
-	r.f.fail("chat.postMessage", fault{slackErr: "not_in_channel"})
+	r.f.Fail("chat.postMessage", slacktest.Fault{Error: "not_in_channel"})
 	j := r.job(t, "1")
 	rep, err := j.Send(context.Background(), 0, startMsg("C1"))
 	if err != nil || len(rep.Failed) != 1 {
 		t.Fatalf("%+v %v", rep, err)
 	}
-	if n := len(r.f.callsTo("chat.postMessage")); n != 1 {
+	if n := len(r.f.Calls("chat.postMessage")); n != 1 {
 		t.Errorf("%d calls, want 1", n)
 	}
 	if s := rep.String(); !strings.Contains(s, "not_in_channel") || !strings.Contains(s, "invite the bot") {
@@ -156,8 +158,8 @@ func TestPermanentErrorNotRetried(t *testing.T) {
 	if err != nil || len(rep.Delivered) != 2 || len(rep.Failed) != 1 {
 		t.Fatalf("%+v %v", rep, err)
 	}
-	msgs := r.f.messages()
-	if len(msgs) != 2 || msgs[0].Method != "chat.postMessage" || msgs[1].Thread != "" {
+	msgs := r.f.Events()
+	if len(msgs) != 2 || msgs[0].Method != "chat.postMessage" || msgs[1].ThreadTS != "" {
 		t.Errorf("degraded delivery: %+v", msgs)
 	}
 	if !strings.Contains(rep.Delivered[0].Note, "posted as a new message") {
@@ -174,14 +176,14 @@ func TestPermanentErrorNotRetried(t *testing.T) {
 // (idempotent) is.
 func TestUncertainPostNotRepeatedUpdateIs(t *testing.T) {
 	r := newRig(t)
-	r.f.fail("chat.postMessage", fault{delay: 2 * time.Second})
-	r.f.fail("chat.update", fault{delay: 2 * time.Second})
+	r.f.Fail("chat.postMessage", slacktest.Fault{Delay: 2 * time.Second})
+	r.f.Fail("chat.update", slacktest.Fault{Delay: 2 * time.Second})
 	j := r.job(t, "1")
 	rep, err := j.Send(context.Background(), 0, startMsg("C1"))
 	if err != nil || len(rep.Failed) != 1 || rep.Failed[0].State != StateUnknown {
 		t.Fatalf("%+v %v", rep, err)
 	}
-	if n := len(r.f.callsTo("chat.postMessage")); n != 1 {
+	if n := len(r.f.Calls("chat.postMessage")); n != 1 {
 		t.Errorf("uncertain post sent %d times, want 1", n)
 	}
 
@@ -194,14 +196,14 @@ func TestUncertainPostNotRepeatedUpdateIs(t *testing.T) {
 	if err != nil || len(rep.Delivered) != 1 {
 		t.Fatalf("%+v %v", rep, err)
 	}
-	if n := len(r.f.callsTo("chat.update")); n != 2 {
+	if n := len(r.f.Calls("chat.update")); n != 2 {
 		t.Errorf("update tried %d times, want 2", n)
 	}
 }
 
 func TestSlackDownThenFlushDeliversOnce(t *testing.T) {
 	r := newRig(t)
-	r.f.down()
+	r.f.Down()
 	j := r.job(t, "7")
 	ctx := context.Background()
 	data := bytes.Repeat([]byte("line of output\n"), 5<<20/15)
@@ -220,7 +222,7 @@ func TestSlackDownThenFlushDeliversOnce(t *testing.T) {
 	}
 	assertNoToken(t, r.state)
 
-	r.f.up()
+	r.f.Up()
 	reps, err := r.ob.Flush(ctx, FlushOptions{Wait: true})
 	if err != nil || len(reps) != 1 || len(reps[0].Delivered) != 4 || !reps[0].Clear() {
 		t.Fatalf("flush: %+v %v", reps, err)
@@ -229,13 +231,13 @@ func TestSlackDownThenFlushDeliversOnce(t *testing.T) {
 	if err != nil || len(reps) != 0 {
 		t.Fatalf("second flush: %+v %v", reps, err)
 	}
-	got := r.f.messages()
+	got := r.f.Events()
 	if len(got) != 4 {
 		t.Fatalf("effects %+v", got)
 	}
 	start := got[0].TS
 	if got[0].Text != ":hourglass: running" || got[1].Method != "chat.update" || got[1].TS != start ||
-		got[2].Thread != start || got[3].Thread != start || !bytes.Equal(got[3].File, data) {
+		got[2].ThreadTS != start || got[3].ThreadTS != start || !bytes.Equal(fileContent(got[3]), data) {
 		t.Errorf("out of order or detached: %+v", got)
 	}
 	if _, err := os.Stat(j.dir); !os.IsNotExist(err) {
@@ -247,13 +249,13 @@ func TestSlackDownThenFlushDeliversOnce(t *testing.T) {
 // next sender must not post it again (it may be in the channel) but must re-send an edit.
 func TestInFlightAfterCrash(t *testing.T) {
 	r := newRig(t)
-	r.f.down()
+	r.f.Down()
 	j := r.job(t, "9")
 	ctx := context.Background()
 	j.Send(ctx, time.Second, startMsg("C1"))
 	j.Send(ctx, time.Second, replyMsgs("C1")...)
 	setState(t, j, 1, StateInFlight)
-	r.f.up()
+	r.f.Up()
 
 	rep, err := j.Deliver(ctx, 0)
 	if err != nil {
@@ -262,10 +264,10 @@ func TestInFlightAfterCrash(t *testing.T) {
 	if len(rep.Failed) != 1 || rep.Failed[0].State != StateUnknown || !strings.Contains(rep.Failed[0].Err, "stopped before") {
 		t.Fatalf("report %+v", rep)
 	}
-	if n := len(r.f.callsTo("chat.postMessage")); n != 2 { // the update degraded to a post, and the thread reply
+	if n := len(r.f.Calls("chat.postMessage")); n != 2 { // the update degraded to a post, and the thread reply
 		t.Errorf("%d posts, want 2 (never the in-flight start)", n)
 	}
-	for _, m := range r.f.messages() {
+	for _, m := range r.f.Events() {
 		if m.Text == ":hourglass: running" {
 			t.Errorf("in-flight post was sent again")
 		}
@@ -275,10 +277,10 @@ func TestInFlightAfterCrash(t *testing.T) {
 	r2 := newRig(t)
 	j2 := r2.job(t, "10")
 	j2.Send(ctx, 0, startMsg("C1"))
-	r2.f.down()
+	r2.f.Down()
 	j2.Send(ctx, time.Second, replyMsgs("C1")[0])
 	setState(t, j2, 2, StateInFlight)
-	r2.f.up()
+	r2.f.Up()
 	rep, err = j2.Deliver(ctx, 0)
 	if err != nil || len(rep.Delivered) != 1 || !rep.Clear() {
 		t.Fatalf("in-flight edit: %+v %v", rep, err)
@@ -311,22 +313,22 @@ func setState(t *testing.T, j *Job, seq int, s State) {
 
 func TestExpiredIsReportedAndKept(t *testing.T) {
 	r := newRig(t)
-	r.f.down()
+	r.f.Down()
 	j := r.job(t, "3")
 	ctx := context.Background()
 	j.Send(ctx, time.Second, startMsg("C1"))
 	r.clk.advance(73 * time.Hour)
-	r.f.up()
+	r.f.Up()
 	reps, err := r.ob.Flush(ctx, FlushOptions{Wait: true})
 	if err != nil || len(reps) != 1 || len(reps[0].Failed) != 1 || reps[0].Failed[0].State != StateExpired {
 		t.Fatalf("%+v %v", reps, err)
 	}
-	if len(r.f.messages()) != 0 {
+	if len(r.f.Events()) != 0 {
 		t.Error("expired message was sent")
 	}
 	st, _ := r.ob.Status()
 	if len(st) != 1 {
-		t.Errorf("expired job not in status: %+v", st)
+		t.Errorf("expired job not in Status: %+v", st)
 	}
 	if _, err := r.ob.Discard(ctx, "3"); err != nil {
 		t.Fatal(err)
@@ -344,23 +346,23 @@ func TestProgressNeverOvertakesTheQueue(t *testing.T) {
 	if err := j.Progress(ctx, "start", "1m"); err != nil {
 		t.Fatal(err)
 	}
-	r.f.down()
+	r.f.Down()
 	j.Send(ctx, time.Second, startMsg("C1"))
 	// Slack down: the edit is dropped, not queued.
 	j.Progress(ctx, "start", "2m")
-	r.f.up()
+	r.f.Up()
 	// The start message is still waiting: an edit must not run before it.
 	if err := j.Progress(ctx, "start", "3m"); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.f.messages()) != 0 {
-		t.Fatalf("progress overtook the queue: %+v", r.f.messages())
+	if len(r.f.Events()) != 0 {
+		t.Fatalf("progress overtook the queue: %+v", r.f.Events())
 	}
 	j.Deliver(ctx, 0)
 	if err := j.Progress(ctx, "start", "4m"); err != nil {
 		t.Fatal(err)
 	}
-	got := r.f.messages()
+	got := r.f.Events()
 	if len(got) != 2 || got[1].Text != "4m" {
 		t.Errorf("effects %+v", got)
 	}
@@ -407,7 +409,7 @@ func TestEnqueueValidates(t *testing.T) {
 
 func TestOutboxFilesArePrivate(t *testing.T) {
 	r := newRig(t)
-	r.f.down()
+	r.f.Down()
 	j := r.job(t, "6")
 	j.Send(context.Background(), time.Second, startMsg("C1"),
 		Message{Kind: KindUpload, Channel: "C1", Filename: "o.txt", Content: strings.NewReader("data")})
@@ -431,12 +433,12 @@ func TestOutboxFilesArePrivate(t *testing.T) {
 // token, whatever way Slack failed.
 func TestTokenNeverLeaks(t *testing.T) {
 	ctx := context.Background()
-	for _, ft := range []fault{
-		{status: 500}, {status: 429, retryAfter: "1"}, {slackErr: "invalid_auth"},
-		{slackErr: "weird " + testToken}, {delay: 2 * time.Second},
+	for _, ft := range []slacktest.Fault{
+		{Status: 500}, {Status: 429, RetryAfter: "1"}, {Error: "invalid_auth"},
+		{Error: "weird " + testToken}, {Delay: 2 * time.Second},
 	} {
 		r := newRig(t)
-		r.f.setAlways("chat.postMessage", ft)
+		r.f.FailAlways("chat.postMessage", ft)
 		j := r.job(t, "1")
 		rep, err := j.Send(ctx, 3*time.Second, startMsg("C1"))
 		text := fmt.Sprintf("%v %s %+v", err, rep, rep)
@@ -446,7 +448,7 @@ func TestTokenNeverLeaks(t *testing.T) {
 		assertNoToken(t, r.state)
 	}
 	r := newRig(t)
-	r.f.down()
+	r.f.Down()
 	rep, err := r.job(t, "1").Send(ctx, time.Second, startMsg("C1"))
 	if text := fmt.Sprintf("%v %+v", err, rep); strings.Contains(text, "S3CR3T") {
 		t.Errorf("refused: %s", text)
@@ -475,18 +477,18 @@ func TestUpload5MBArrivesWhole(t *testing.T) {
 	j := r.job(t, "8")
 	ctx := context.Background()
 	// The upload step fails once: the whole file goes again, and only once is it shared.
-	r.f.fail("files.upload", fault{status: 500})
+	r.f.Fail(slacktest.UploadMethod, slacktest.Fault{Status: 500})
 	rep, err := j.Send(ctx, 0, startMsg("C1"),
 		Message{Kind: KindUpload, ThreadOf: "start", Channel: "C1", Filename: "output.txt", Title: "job 8 output",
 			Text: "preview", Content: bytes.NewReader(data)})
 	if err != nil || len(rep.Delivered) != 2 {
 		t.Fatalf("%+v %v", rep, err)
 	}
-	msgs := r.f.messages()
-	if len(msgs) != 2 || sha256.Sum256(msgs[1].File) != sha256.Sum256(data) || msgs[1].Thread != msgs[0].TS {
-		t.Errorf("upload arrived as %d bytes in thread %q", len(msgs[len(msgs)-1].File), msgs[len(msgs)-1].Thread)
+	msgs := r.f.Events()
+	if len(msgs) != 2 || sha256.Sum256(fileContent(msgs[1])) != sha256.Sum256(data) || msgs[1].ThreadTS != msgs[0].TS {
+		t.Errorf("upload arrived as %d bytes in thread %q", len(fileContent(msgs[len(msgs)-1])), msgs[len(msgs)-1].ThreadTS)
 	}
-	if n := len(r.f.callsTo("files.completeUploadExternal")); n != 1 {
+	if n := len(r.f.Calls("files.completeUploadExternal")); n != 1 {
 		t.Errorf("shared %d times", n)
 	}
 }
@@ -497,7 +499,7 @@ func TestUpdateOfDeletedMessageBecomesPost(t *testing.T) {
 	j := r.job(t, "11")
 	ctx := context.Background()
 	j.Send(ctx, 0, startMsg("C1"))
-	r.f.fail("chat.update", fault{slackErr: "message_not_found"})
+	r.f.Fail("chat.update", slacktest.Fault{Error: "message_not_found"})
 	rep, err := j.Send(ctx, 0, replyMsgs("C1")...)
 	if err != nil || len(rep.Delivered) != 2 || !rep.Clear() {
 		t.Fatalf("%+v %v", rep, err)
@@ -505,7 +507,7 @@ func TestUpdateOfDeletedMessageBecomesPost(t *testing.T) {
 	if !strings.Contains(rep.Delivered[0].Note, "deleted") {
 		t.Errorf("note %q", rep.Delivered[0].Note)
 	}
-	msgs := r.f.messages()
+	msgs := r.f.Events()
 	if len(msgs) != 3 || msgs[1].Method != "chat.postMessage" || msgs[1].Text != ":white_check_mark: succeeded" {
 		t.Errorf("effects %+v", msgs)
 	}

@@ -9,14 +9,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
 )
 
 const testToken = "xoxb-1111-2222-S3CR3Tt0k3nValue"
 
-func newPoster(t *testing.T, f *fakeSlack) *Slack {
+func newPoster(t *testing.T, f *slacktest.Server) *Slack {
 	t.Helper()
 	// No trailing slash on purpose: NewSlack must add it.
-	p, err := NewSlack(testToken, strings.TrimSuffix(f.apiURL(), "/"))
+	p, err := NewSlack(testToken, strings.TrimSuffix(f.APIURL(), "/"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +40,7 @@ func TestNewSlackRejectsBadInput(t *testing.T) {
 }
 
 func TestSlackCalls(t *testing.T) {
-	f := newFakeSlack(t, testToken)
+	f := slacktest.New(t, testToken)
 	p := newPoster(t, f)
 	ctx := context.Background()
 
@@ -63,14 +65,14 @@ func TestSlackCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	msgs := f.messages()
+	msgs := f.Events()
 	if len(msgs) != 5 {
 		t.Fatalf("fake got %d effects, want 5: %+v", len(msgs), msgs)
 	}
-	if m := msgs[0]; m.Text != text || m.Channel != "C1" || m.Thread != "" {
+	if m := msgs[0]; m.Text != text || m.Channel != "C1" || m.ThreadTS != "" {
 		t.Errorf("post: %+v (text must arrive unescaped: it is mrkdwn already)", m)
 	}
-	if m := msgs[1]; m.Thread != ts {
+	if m := msgs[1]; m.ThreadTS != ts {
 		t.Errorf("thread reply: %+v, want thread %s", m, ts)
 	}
 	if m := msgs[2]; m.Method != "chat.update" || m.TS != ts || m.Text != "edited" {
@@ -79,14 +81,14 @@ func TestSlackCalls(t *testing.T) {
 	if m := msgs[3]; m.Method != "chat.postEphemeral" || m.User != "U1" {
 		t.Errorf("ephemeral: %+v", m)
 	}
-	if m := msgs[4]; m.Thread != ts || m.Text != "full output" || sha256.Sum256(m.File) != sha256.Sum256(data) {
-		t.Errorf("upload: thread %q comment %q, %d bytes (want %d, same hash)", m.Thread, m.Text, len(m.File), len(data))
+	if m := msgs[4]; m.ThreadTS != ts || m.Text != "full output" || sha256.Sum256(fileContent(m)) != sha256.Sum256(data) {
+		t.Errorf("upload: thread %q comment %q, %d bytes (want %d, same hash)", m.ThreadTS, m.Text, len(fileContent(m)), len(data))
 	}
-	if c := f.callsTo("chat.postMessage")[0]; c.Form["unfurl_links"] != "false" || !c.Auth {
-		t.Errorf("post form %v auth %v", c.Form, c.Auth)
+	if c := f.Calls("chat.postMessage")[0]; c.Params["unfurl_links"] != "false" || !c.Auth {
+		t.Errorf("post form %v auth %v", c.Params, c.Auth)
 	}
-	if c := f.callsTo("files.getUploadURLExternal")[0]; c.Form["length"] != "5242880" || c.Form["filename"] != "output.txt" {
-		t.Errorf("getUploadURLExternal form %v", c.Form)
+	if c := f.Calls("files.getUploadURLExternal")[0]; c.Params["length"] != "5242880" || c.Params["filename"] != "output.txt" {
+		t.Errorf("getUploadURLExternal form %v", c.Params)
 	}
 }
 
@@ -96,26 +98,26 @@ func TestSlackClassifiesErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, tt := range []struct {
 		name  string
-		fault fault
+		fault slacktest.Fault
 		class Class
 		code  string
 		hint  string
 	}{
-		{"rate limit", fault{status: 429, retryAfter: "7"}, Retryable, "rate_limited", ""},
-		{"server error", fault{status: 500}, Retryable, "http_500", ""},
-		{"bad gateway", fault{status: 502}, Retryable, "http_502", ""},
-		{"not in channel", fault{slackErr: "not_in_channel"}, Permanent, "not_in_channel", "invite the bot"},
-		{"channel not found", fault{slackErr: "channel_not_found"}, Permanent, "channel_not_found", "private channel"},
-		{"invalid auth", fault{slackErr: "invalid_auth"}, Permanent, "invalid_auth", "token"},
-		{"too long", fault{slackErr: "msg_too_long"}, Permanent, "msg_too_long", "inline_limit"},
-		{"ratelimited code", fault{slackErr: "ratelimited"}, Retryable, "ratelimited", ""},
-		{"internal error", fault{slackErr: "internal_error"}, Uncertain, "internal_error", ""},
-		{"echoed token", fault{slackErr: "bad token " + testToken}, Permanent, "", ""},
-		{"slow", fault{delay: 2 * time.Second}, Uncertain, "", ""},
+		{"rate limit", slacktest.Fault{Status: 429, RetryAfter: "7"}, Retryable, "rate_limited", ""},
+		{"server error", slacktest.Fault{Status: 500}, Retryable, "http_500", ""},
+		{"bad gateway", slacktest.Fault{Status: 502}, Retryable, "http_502", ""},
+		{"not in channel", slacktest.Fault{Error: "not_in_channel"}, Permanent, "not_in_channel", "invite the bot"},
+		{"channel not found", slacktest.Fault{Error: "channel_not_found"}, Permanent, "channel_not_found", "private channel"},
+		{"invalid auth", slacktest.Fault{Error: "invalid_auth"}, Permanent, "invalid_auth", "token"},
+		{"too long", slacktest.Fault{Error: "msg_too_long"}, Permanent, "msg_too_long", "inline_limit"},
+		{"ratelimited code", slacktest.Fault{Error: "ratelimited"}, Retryable, "ratelimited", ""},
+		{"internal error", slacktest.Fault{Error: "internal_error"}, Uncertain, "internal_error", ""},
+		{"echoed token", slacktest.Fault{Error: "bad token " + testToken}, Permanent, "", ""},
+		{"slow", slacktest.Fault{Delay: 2 * time.Second}, Uncertain, "", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeSlack(t, testToken)
-			f.fail("chat.postMessage", tt.fault)
+			f := slacktest.New(t, testToken)
+			f.Fail("chat.postMessage", tt.fault)
 			p := newPoster(t, f)
 			actx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 			defer cancel()
@@ -127,7 +129,7 @@ func TestSlackClassifiesErrors(t *testing.T) {
 			if e.Class != tt.class || (tt.code != "" && e.Code != tt.code) || !strings.Contains(e.Hint, tt.hint) {
 				t.Errorf("got class %v code %q hint %q, want %v %q %q (%v)", e.Class, e.Code, e.Hint, tt.class, tt.code, tt.hint, e)
 			}
-			if tt.fault.retryAfter == "7" && e.RetryAfter != 7*time.Second {
+			if tt.fault.RetryAfter == "7" && e.RetryAfter != 7*time.Second {
 				t.Errorf("RetryAfter %v, want 7s", e.RetryAfter)
 			}
 			if strings.Contains(e.Error(), testToken) || strings.Contains(e.Error(), "S3CR3T") {
@@ -137,9 +139,9 @@ func TestSlackClassifiesErrors(t *testing.T) {
 	}
 
 	t.Run("refused", func(t *testing.T) {
-		f := newFakeSlack(t, testToken)
+		f := slacktest.New(t, testToken)
 		p := newPoster(t, f)
-		f.down()
+		f.Down()
 		_, err := p.PostMessage(ctx, "C1", "", "hi")
 		e := Classify(err)
 		if e.Class != Retryable || !strings.Contains(e.Error(), "Slack unreachable") || strings.Contains(e.Error(), testToken) {
@@ -150,18 +152,24 @@ func TestSlackClassifiesErrors(t *testing.T) {
 
 // The upload URL must be on the API host: slack-go sends the token there.
 func TestSlackUploadRefusesForeignHost(t *testing.T) {
-	f := newFakeSlack(t, testToken)
-	other := newFakeSlack(t, testToken)
-	f.mu.Lock()
-	f.uploadHost = other.addr
-	f.mu.Unlock()
+	f := slacktest.New(t, testToken)
+	other := slacktest.New(t, testToken)
+	f.SetUploadHost(other.Addr())
 	err := newPoster(t, f).UploadFile(context.Background(),
 		FileUpload{Channel: "C1", Filename: "a.txt", Size: 1, Content: strings.NewReader("x")})
 	e := Classify(err)
 	if e.Class != Permanent || !strings.Contains(e.Hint, "api_url") {
 		t.Errorf("foreign upload host: class %v hint %q err %v", e.Class, e.Hint, e)
 	}
-	if len(other.callsTo("files.upload")) != 0 {
+	if len(other.Calls(slacktest.UploadMethod)) != 0 {
 		t.Error("the file (and token) went to a host other than the API URL's")
 	}
+}
+
+// fileContent is what a file share event uploaded (nil for other events).
+func fileContent(e slacktest.Event) []byte {
+	if len(e.Files) == 0 {
+		return nil
+	}
+	return e.Files[0].Content
 }
