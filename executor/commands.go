@@ -104,7 +104,7 @@ func runRun(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	s.Signals = sigs
-	return s.Run(ctx, args[0], args[1], nil)
+	return s.Run(ctx, args[0], args[1])
 }
 
 func runCleanup(ctx context.Context, a *app, args []string) error {

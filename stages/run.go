@@ -48,7 +48,11 @@ type Capturer interface {
 // Its output goes to the runner unchanged. A script failure is a build failure carrying the
 // script's exit code; a SIGTERM from the runner (cancel or timeout) stops the script's whole
 // process group, gracefully then by force, and is recorded for cleanup.
-func (s *Stages) Run(ctx context.Context, scriptPath, stage string, capture Capturer) error {
+//
+// The output of stages that run the job's own commands is also captured for the reply
+// (see capture.go), and while the user script runs, the chat's start message shows
+// progress.
+func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	if !stageNameRe.MatchString(stage) {
 		return failure.Systemf("invalid stage name %q", stage)
 	}
@@ -69,6 +73,13 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string, capture Capt
 		return failure.Systemf("%w", err)
 	}
 	result := StageRecord{Stage: stage, Seq: seq, StartedAt: s.now()}
+	capture := NewReplyCapture(st)
+	if IsUserScript(stage) {
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() { defer close(done); s.progress(j, rec, capture, stop) }()
+		defer func() { close(stop); <-done }()
+	}
 	runErr := s.runScript(st, rec.BuildDir, scriptPath, stage, capture, &result)
 	result.EndedAt = s.now()
 	if kind, _, _ := failure.Classify(runErr); runErr != nil && kind == failure.System && result.Error == "" {

@@ -60,6 +60,8 @@ type Stages struct {
 	Version string
 	// Signals delivers the runner's SIGTERM (and SIGINT) to a running stage.
 	Signals <-chan os.Signal
+	// NewPoster makes the Slack client; nil means delivery.NewSlack.
+	NewPoster NewPoster
 }
 
 func (s *Stages) now() time.Time {
@@ -147,6 +149,7 @@ func (s *Stages) Prepare(ctx context.Context) error {
 		if err := st.WriteJob(rec); err != nil {
 			return failure.Systemf("%w", err)
 		}
+		s.announce(ctx, j, true, reason)
 		return failure.Buildf("job denied: %s", reason)
 	}
 	if chat.UserID != "" {
@@ -176,6 +179,7 @@ func (s *Stages) Prepare(ctx context.Context) error {
 	if err := st.WriteJob(rec); err != nil {
 		return failure.Systemf("%w", err)
 	}
+	s.announce(ctx, j, false, "")
 	return nil
 }
 
@@ -183,7 +187,7 @@ func (s *Stages) Prepare(ctx context.Context) error {
 // and removes the build directory and the state. It reports problems in the runner's log
 // but fails only when the job's files could not be removed: chat being unreachable is
 // never a reason to fail a job.
-func (s *Stages) Cleanup(context.Context) error {
+func (s *Stages) Cleanup(ctx context.Context) error {
 	j, err := s.loadJob()
 	if err != nil {
 		return err
@@ -202,6 +206,7 @@ func (s *Stages) Cleanup(context.Context) error {
 		}
 		outcome = Derive(rec, stagesRun, s.now())
 		fmt.Fprintf(s.Stderr, "%s: job %d (%s) %s\n", DriverName, j.ID, rec.Name, outcome)
+		s.reply(ctx, j, st, outcome)
 	}
 	var firstErr error
 	if err := os.RemoveAll(s.buildDir(j)); err != nil {

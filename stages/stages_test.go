@@ -16,6 +16,7 @@ import (
 	"gitlab.com/gitlab-org/gitlab-runner/executors/custom/api"
 
 	"github.com/chatops-executor/chatops-executor/config"
+	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
 	"github.com/chatops-executor/chatops-executor/failure"
 	"github.com/chatops-executor/chatops-executor/job"
 )
@@ -30,6 +31,7 @@ type fixture struct {
 	stderr   *syncBuffer
 	signals  chan os.Signal
 	codeFile string
+	slack    *slacktest.Server
 }
 
 func newFixture(t *testing.T, mutate func(*job.Response)) *fixture {
@@ -56,9 +58,12 @@ func newFixture(t *testing.T, mutate func(*job.Response)) *fixture {
 	cfg.Executor.CacheDir = filepath.Join(dir, "cache")
 	cfg.Executor.StateDir = filepath.Join(dir, "state")
 	cfg.Executor.KillGrace = config.Duration(300 * time.Millisecond)
+	// Chat goes to a fake Slack on loopback; tests never reach the real one.
+	slack := slacktest.New(t, "xoxb-executor-secret")
+	cfg.Slack.APIURL = slack.APIURL()
 	f := &fixture{
 		t: t, dir: dir, stdout: &syncBuffer{}, stderr: &syncBuffer{},
-		signals: make(chan os.Signal, 1), codeFile: filepath.Join(dir, "exit-code"),
+		signals: make(chan os.Signal, 1), codeFile: filepath.Join(dir, "exit-code"), slack: slack,
 	}
 	f.env = map[string]string{
 		api.JobResponseFileVariable: jrf,
@@ -150,7 +155,7 @@ func TestPrepareDeniedByPolicy(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	// run refuses a denied job even if the runner calls it.
-	err = f.stages.Run(context.Background(), f.script("touch "+filepath.Join(f.dir, "ran")), "build_script", nil)
+	err = f.stages.Run(context.Background(), f.script("touch "+filepath.Join(f.dir, "ran")), "build_script")
 	if err == nil {
 		t.Fatal("run of a denied job succeeded")
 	}
@@ -168,7 +173,7 @@ func TestPrepareDeniedByPolicy(t *testing.T) {
 
 func TestRunWithoutPrepareIsSystemFailure(t *testing.T) {
 	f := newFixture(t, nil)
-	err := f.stages.Run(context.Background(), f.script("true"), "build_script", nil)
+	err := f.stages.Run(context.Background(), f.script("true"), "build_script")
 	if kind, _, _ := failure.Classify(err); err == nil || kind != failure.System || !errors.Is(err, ErrNoState) {
 		t.Fatalf("err = %v", err)
 	}
@@ -180,22 +185,32 @@ func TestRunPassesOutputAndExitCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.stdout.Reset()
-	err := f.stages.Run(context.Background(), f.script(`echo out; echo err >&2; printf 'no newline'; exit 7`), "build_script", nil)
+	err := f.stages.Run(context.Background(), f.script(`echo out; echo err >&2; printf 'no newline'; exit 7`), "build_script")
 	kind, code, _ := failure.Classify(err)
 	if kind != failure.Build || code != 7 {
 		t.Fatalf("err = %v (kind %v code %d), want build failure with code 7", err, kind, code)
 	}
-	if got := f.stdout.String(); got != "out\nno newline" {
+	// The user script's output is captured for the reply through one pipe, which keeps
+	// the job's interleaving of stdout and stderr; the runner merges them into one log.
+	if got := f.stdout.String(); got != "out\nerr\nno newline" {
 		t.Errorf("stdout = %q", got)
 	}
-	if got := f.stderr.String(); got != "err\n" {
+	if got := f.stderr.String(); got != "" {
 		t.Errorf("stderr = %q", got)
+	}
+	// A stage nothing captures writes straight to the runner's descriptors.
+	f.stdout.Reset()
+	if err := f.stages.Run(context.Background(), f.script(`echo out; echo err >&2`), "prepare_script"); err != nil {
+		t.Fatal(err)
+	}
+	if f.stdout.String() != "out\n" || f.stderr.String() != "err\n" {
+		t.Errorf("uncaptured stage: stdout %q stderr %q", f.stdout, f.stderr)
 	}
 	if data, _ := os.ReadFile(f.codeFile); string(data) != "7" {
 		t.Errorf("BUILD_EXIT_CODE_FILE = %q, want 7", data)
 	}
 	recs, _ := f.state().Stages()
-	if len(recs) != 1 || recs[0].ExitCode != 7 || recs[0].Stage != "build_script" {
+	if len(recs) != 2 || recs[0].ExitCode != 7 || recs[0].Stage != "build_script" {
 		t.Errorf("records = %+v", recs)
 	}
 }
@@ -206,7 +221,7 @@ func TestRunCleanEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.stdout.Reset()
-	if err := f.stages.Run(context.Background(), f.script("env; pwd"), "build_script", nil); err != nil {
+	if err := f.stages.Run(context.Background(), f.script("env; pwd"), "build_script"); err != nil {
 		t.Fatal(err)
 	}
 	out := f.stdout.String()
@@ -241,7 +256,7 @@ func TestRunSignalStopsProcessGroup(t *testing.T) {
 			rec, _ := f.state().ReadJob()
 			done := make(chan error, 1)
 			go func() {
-				done <- f.stages.Run(context.Background(), f.script("cd "+rec.BuildDir+"; "+tt.script), "build_script", nil)
+				done <- f.stages.Run(context.Background(), f.script("cd "+rec.BuildDir+"; "+tt.script), "build_script")
 			}()
 			child := waitForFile(t, filepath.Join(rec.BuildDir, "CHILD"))
 			f.signals <- syscall.SIGTERM
@@ -276,7 +291,7 @@ func TestRunKillsLeftoverBackgroundProcesses(t *testing.T) {
 	rec, _ := f.state().ReadJob()
 	// nohup and a closed stdout: the classic way a job leaves a daemon behind.
 	script := "cd " + rec.BuildDir + "; nohup sleep 300 >/dev/null 2>&1 & echo $! > CHILD"
-	if err := f.stages.Run(context.Background(), f.script(script), "build_script", nil); err != nil {
+	if err := f.stages.Run(context.Background(), f.script(script), "build_script"); err != nil {
 		t.Fatal(err)
 	}
 	child := waitForFile(t, filepath.Join(rec.BuildDir, "CHILD"))
@@ -323,8 +338,8 @@ func TestCleanupReportsOutcome(t *testing.T) {
 	if err := f.stages.Prepare(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	_ = f.stages.Run(context.Background(), f.script("exit 3"), "build_script", nil)
-	_ = f.stages.Run(context.Background(), f.script("exit 0"), "after_script", nil)
+	_ = f.stages.Run(context.Background(), f.script("exit 3"), "build_script")
+	_ = f.stages.Run(context.Background(), f.script("exit 0"), "after_script")
 	if err := f.stages.Cleanup(context.Background()); err != nil {
 		t.Fatal(err)
 	}

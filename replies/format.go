@@ -1,0 +1,243 @@
+package replies
+
+import (
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// This file turns a job and its cleaned output into Slack message text (mrkdwn). Every
+// string from the job — its name, its input, its output — is escaped here or arrives
+// escaped, so a job cannot make the executor post a link, a mention or an @channel.
+
+// Job is what a reply says about the job. Fields come from the runner's job response and
+// the executor's config; Input must already be redacted.
+type Job struct {
+	ID       int64
+	Name     string
+	Project  string
+	URL      string // the job's web page; empty when no trustworthy URL is known
+	ChatUser string // CHAT_USER_ID, mentioned when it looks like a Slack user id
+	Input    string // CHAT_INPUT, redacted
+}
+
+// Status is how the job ended.
+type Status struct {
+	State    string // "succeeded", "failed", "cancelled", "timed out" or "denied"
+	ExitCode int
+	Elapsed  time.Duration
+	Reason   string // for "denied", and failures of the executor itself
+}
+
+// Failed reports whether the status is anything but success.
+func (s Status) Failed() bool { return s.State != "succeeded" }
+
+var (
+	userIDRe    = regexp.MustCompile(`^[UW][A-Z0-9]{2,30}$`)
+	channelIDRe = regexp.MustCompile(`^[CGD][A-Z0-9]{2,30}$`)
+)
+
+// ValidChannel reports whether id looks like a Slack channel id. CHAT_CHANNEL is a job
+// variable: anything else is not posted to.
+func ValidChannel(id string) bool { return channelIDRe.MatchString(id) }
+
+// ValidUser reports whether id looks like a Slack user id.
+func ValidUser(id string) bool { return userIDRe.MatchString(id) }
+
+func mention(j Job) string {
+	if ValidUser(j.ChatUser) {
+		return "<@" + j.ChatUser + "> "
+	}
+	return ""
+}
+
+// link renders the job link, or just its name when no URL is known.
+func link(j Job) string {
+	label := fmt.Sprintf("job #%d", j.ID)
+	if j.URL == "" || strings.ContainsAny(j.URL, "|<> \n") {
+		return label
+	}
+	return "<" + j.URL + "|" + label + ">"
+}
+
+// what names the job: *deploy* in ops/infra.
+func what(j Job) string {
+	s := "*" + EscapeSlack(oneLine(j.Name, 100)) + "*"
+	if j.Project != "" {
+		s += " in " + EscapeSlack(oneLine(j.Project, 200))
+	}
+	return s
+}
+
+// StartText is the message posted when a job starts.
+func StartText(j Job) string {
+	s := ":arrow_forward: " + mention(j) + "started " + what(j)
+	if in := oneLine(j.Input, 200); in != "" {
+		s += " with " + inlineCode(in)
+	}
+	return s + " · " + link(j)
+}
+
+// ProgressText is the start message while the job runs: elapsed time and the last line
+// of output (already cleaned and redacted).
+func ProgressText(j Job, elapsed time.Duration, lastLine string) string {
+	s := ":hourglass_flowing_sand: " + mention(j) + what(j) + " running for " + roundDuration(elapsed) + " · " + link(j)
+	if l := oneLine(lastLine, 300); l != "" {
+		s += "\n> " + EscapeSlack(l)
+	}
+	return s
+}
+
+var statusEmoji = map[string]string{
+	"succeeded": ":white_check_mark:",
+	"failed":    ":x:",
+	"cancelled": ":no_entry_sign:",
+	"timed out": ":alarm_clock:",
+	"denied":    ":lock:",
+}
+
+// StatusText is the one-line final status: who, what, how it ended, how long, where.
+func StatusText(j Job, s Status) string {
+	emoji := statusEmoji[s.State]
+	if emoji == "" {
+		emoji = ":grey_question:"
+	}
+	b := emoji + " " + mention(j) + what(j) + " " + s.State
+	switch {
+	case s.State == "failed" && s.ExitCode > 0:
+		b += fmt.Sprintf(" with exit code %d", s.ExitCode)
+	case s.State == "denied" && s.Reason != "":
+		b += ": " + EscapeSlack(oneLine(s.Reason, 500))
+	case s.State == "failed" && s.Reason != "":
+		b += ": " + EscapeSlack(oneLine(s.Reason, 300))
+	}
+	if s.Elapsed > 0 && s.State != "denied" {
+		b += " after " + roundDuration(s.Elapsed)
+	}
+	return b + " · " + link(j)
+}
+
+// DeniedText is the ephemeral message that tells the requester why their job did not run.
+func DeniedText(j Job, reason string) string {
+	return ":lock: You may not run " + what(j) + ": " + EscapeSlack(oneLine(reason, 1000)) + " · " + link(j)
+}
+
+// Output is the output part of a reply.
+type Output struct {
+	// Text is the message text: a code block with the output, or a preview of it. Empty
+	// when there is nothing to show (success with no output).
+	Text string
+	// Upload is set when the whole output goes along as a file, because it is longer than
+	// the inline limit.
+	Upload bool
+}
+
+// Preview sizes: the head and tail shown for a long successful output, and the tail shown
+// for a failure.
+const (
+	previewHead = 10
+	previewTail = 10
+	failureTail = 25
+)
+
+// FormatOutput builds the output part of a reply from the cleaned, plain (unescaped)
+// output, read from src of size bytes. Within limit characters the whole output is shown;
+// beyond it the output is uploaded as a file and the message shows a preview: head and
+// tail on success, the last lines on failure, where the error usually is.
+func FormatOutput(src io.ReadSeeker, size int64, s Status, limit int) (Output, error) {
+	if size == 0 {
+		if s.Failed() && s.State != "denied" {
+			return Output{Text: "_The job printed nothing._"}, nil
+		}
+		return Output{}, nil
+	}
+	// Escaping and the code fence can only grow the text; measure what will be shown.
+	if size <= int64(limit)*utf8.UTFMax {
+		all, err := io.ReadAll(src)
+		if err != nil {
+			return Output{}, fmt.Errorf("read output: %w", err)
+		}
+		if text := codeBlock(string(all)); utf8.RuneCountInString(text) <= limit {
+			return Output{Text: text}, nil
+		}
+		if _, err := src.Seek(0, io.SeekStart); err != nil {
+			return Output{}, fmt.Errorf("read output: %w", err)
+		}
+	}
+	var preview, note string
+	if s.Failed() {
+		lines, err := LastLines(src, failureTail, DefaultPreviewLineBytes)
+		if err != nil {
+			return Output{}, fmt.Errorf("read output: %w", err)
+		}
+		preview = strings.Join(lines, "\n")
+		note = fmt.Sprintf("_Last %d lines; the whole output is attached._", len(lines))
+	} else {
+		ex, err := HeadTail(src, previewHead, previewTail, DefaultPreviewLineBytes)
+		if err != nil {
+			return Output{}, fmt.Errorf("read output: %w", err)
+		}
+		preview = ex.String()
+		note = "_Output is long; the whole of it is attached._"
+	}
+	text := note + "\n" + codeBlock(preview)
+	// A preview of long lines can itself exceed the limit: cut it, keeping the end.
+	if n := utf8.RuneCountInString(text); n > limit {
+		text = note + "\n" + codeBlock(keepEnd(preview, limit-utf8.RuneCountInString(note)-16))
+	}
+	return Output{Text: text, Upload: true}, nil
+}
+
+// codeBlock escapes plain text and fences it. A ``` inside the output would end the block
+// early, so a zero-width space breaks it up.
+func codeBlock(plain string) string {
+	body := strings.ReplaceAll(EscapeSlack(plain), "```", "``\u200b`")
+	return "```\n" + body + "\n```"
+}
+
+func inlineCode(plain string) string {
+	return "`" + strings.ReplaceAll(EscapeSlack(plain), "`", "'") + "`"
+}
+
+// oneLine shortens s to its first line and at most n characters.
+func oneLine(s string, n int) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i] + " …"
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if utf8.RuneCountInString(s) > n {
+		r := []rune(s)
+		s = string(r[:n]) + "…"
+	}
+	return s
+}
+
+// keepEnd keeps the last n characters of s, from a line start where it can.
+func keepEnd(s string, n int) string {
+	r := []rune(s)
+	if n <= 0 {
+		return ""
+	}
+	if len(r) <= n {
+		return s
+	}
+	tail := string(r[len(r)-n:])
+	if i := strings.IndexByte(tail, '\n'); i >= 0 && i < len(tail)-1 {
+		tail = tail[i+1:]
+	}
+	return tail
+}
+
+func roundDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return "<1s"
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	default:
+		return d.Round(time.Minute).String()
+	}
+}

@@ -1,0 +1,398 @@
+package stages
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/chatops-executor/chatops-executor/delivery"
+	"github.com/chatops-executor/chatops-executor/job"
+	"github.com/chatops-executor/chatops-executor/replies"
+)
+
+// Time budgets for chat delivery within a stage. What does not get through in time waits
+// in the outbox for a later stage, cleanup or `flush`; a stage never fails because of chat.
+const (
+	prepareBudget = 10 * time.Second
+	cleanupBudget = 30 * time.Second
+	// flushBudget bounds cleanup's opportunistic delivery of other jobs' waiting replies.
+	flushBudget = 10 * time.Second
+)
+
+// NewPoster makes the Slack client. It is a variable of Stages so tests can count calls;
+// the default is delivery.NewSlack.
+type NewPoster func(token, apiURL string) (delivery.Poster, error)
+
+func defaultPoster(token, apiURL string) (delivery.Poster, error) {
+	return delivery.NewSlack(token, apiURL)
+}
+
+// chat is a job's way to the channel: its outbox queue, the channel, and what a reply
+// says about it.
+type chat struct {
+	outbox  *delivery.Outbox
+	queue   *delivery.Job
+	channel string
+	user    string
+	job     replies.Job
+	secrets replies.Secrets
+}
+
+// openChat opens the job's chat, or returns nil (with the reason in the log) when replies
+// are off: no Slack token, or a CHAT_CHANNEL that is not a channel id.
+func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
+	token, err := s.Cfg.SlackToken(s.Getenv)
+	if err != nil {
+		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
+		return nil
+	}
+	if token == "" {
+		fmt.Fprintf(log, "%s: chat replies are off: no slack.token_file or SLACK_BOT_TOKEN\n", DriverName)
+		return nil
+	}
+	c := j.Chat()
+	if !replies.ValidChannel(c.Channel) {
+		fmt.Fprintf(log, "%s: no chat reply: CHAT_CHANNEL %q is not a Slack channel id\n", DriverName, oneLineForLog(c.Channel))
+		return nil
+	}
+	newPoster := s.NewPoster
+	if newPoster == nil {
+		newPoster = defaultPoster
+	}
+	p, err := newPoster(token, s.Cfg.Slack.APIURL)
+	if err != nil {
+		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
+		return nil
+	}
+	ob := delivery.Open(s.Cfg.Executor.StateDir, p, delivery.Options{})
+	q, err := ob.Job(j.IDString())
+	if err != nil {
+		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
+		return nil
+	}
+	secrets := replies.Secrets{Values: j.Secrets(), TokenPrefixes: j.Features.TokenMaskPrefixes}
+	return &chat{
+		outbox: ob, queue: q, channel: c.Channel, user: c.UserID, secrets: secrets,
+		job: replies.Job{
+			ID: j.ID, Name: j.Info.Name, Project: j.ProjectPath(), URL: s.jobURL(j),
+			ChatUser: c.UserID, Input: replies.Redact(c.Input, secrets),
+		},
+	}
+}
+
+// jobURL is the link to the job's page. CI_JOB_URL is a job variable and could point
+// anywhere, so with gitlab.url configured the link is built from it; otherwise
+// CI_JOB_URL is used only when it is a plain http(s) URL.
+func (s *Stages) jobURL(j *job.Response) string {
+	if base := strings.TrimRight(s.Cfg.GitLab.URL, "/"); base != "" && j.ProjectPath() != "" {
+		return fmt.Sprintf("%s/%s/-/jobs/%d", base, j.ProjectPath(), j.ID)
+	}
+	u := j.Get("CI_JOB_URL")
+	if strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://") {
+		return u
+	}
+	return ""
+}
+
+// send queues msgs and delivers within budget, reporting the result in log.
+func (c *chat) send(ctx context.Context, log io.Writer, budget time.Duration, msgs ...delivery.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	rep, err := c.queue.Send(ctx, budget, msgs...)
+	if err != nil {
+		fmt.Fprintf(log, "%s: chat reply not queued: %v\n", DriverName, err)
+		return
+	}
+	if !rep.Clear() {
+		fmt.Fprintf(log, "%s: chat: %s (run '%s flush' to retry)\n", DriverName, rep.String(), DriverName)
+	}
+}
+
+// announce posts the start message (with ack) or tells a denied requester why.
+func (s *Stages) announce(ctx context.Context, j *job.Response, denied bool, reason string) {
+	if !denied && !s.Cfg.Slack.Ack {
+		return
+	}
+	c := s.openChat(j, s.Stderr)
+	if c == nil {
+		return
+	}
+	if denied {
+		if !replies.ValidUser(c.user) {
+			fmt.Fprintf(s.Stderr, "%s: cannot tell the requester in chat: CHAT_USER_ID %q is not a Slack user id\n", DriverName, oneLineForLog(c.user))
+			return
+		}
+		c.send(ctx, s.Stderr, prepareBudget, delivery.Message{
+			Kind: delivery.KindEphemeral, Channel: c.channel, User: c.user, Text: replies.DeniedText(c.job, reason),
+		})
+		return
+	}
+	c.send(ctx, s.Stderr, prepareBudget, delivery.Message{
+		Kind: delivery.KindPost, Name: "start", Channel: c.channel, Text: replies.StartText(c.job),
+	})
+}
+
+// progress edits the start message every progress_interval while a user-script stage
+// runs, until stop is closed.
+func (s *Stages) progress(j *job.Response, rec JobRecord, rc *ReplyCapture, stop <-chan struct{}) {
+	every := s.Cfg.Slack.ProgressInterval.D()
+	if every <= 0 || !s.Cfg.Slack.Ack {
+		return
+	}
+	c := s.openChat(j, io.Discard)
+	if c == nil || !c.queue.Has("start") {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			last := replies.CleanString(rc.LastLine(), replies.CleanOptions{Plain: true, Secrets: c.secrets})
+			text := replies.ProgressText(c.job, s.now().Sub(rec.PreparedAt), last)
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			_ = c.queue.Progress(ctx, "start", text) // best effort: the next tick tries again
+			cancel()
+		}
+	}
+}
+
+// reply builds the job's reply from what the run stages captured and delivers it, or
+// leaves it in the outbox. Problems go to the runner log; none fails the job.
+func (s *Stages) reply(ctx context.Context, j *job.Response, st State, o Outcome) {
+	c := s.openChat(j, s.Stderr)
+	if c == nil {
+		return
+	}
+	defer func() {
+		if err := c.queue.Close(); err != nil {
+			fmt.Fprintf(s.Stderr, "%s: chat: %v\n", DriverName, err)
+		}
+	}()
+	status := replies.Status{State: string(o.Status), ExitCode: o.ExitCode, Elapsed: o.Elapsed, Reason: o.Reason}
+	if o.Status == Denied {
+		return // the requester was told in prepare
+	}
+	haveStart := s.Cfg.Slack.Ack && c.queue.Has("start")
+	var msgs []delivery.Message
+	if haveStart {
+		msgs = append(msgs, delivery.Message{Kind: delivery.KindUpdate, Target: "start", Channel: c.channel, Text: replies.StatusText(c.job, status)})
+	}
+	if s.wantsOutput(j) {
+		out, text, err := s.buildOutput(st, c.secrets, status)
+		if err != nil {
+			fmt.Fprintf(s.Stderr, "%s: chat reply: %v\n", DriverName, err)
+		}
+		if text != nil {
+			defer text.Close()
+		}
+		thread := ""
+		if haveStart && s.Cfg.Slack.Thread {
+			thread = "start"
+		}
+		body := out.Text
+		if !haveStart {
+			body = strings.TrimSpace(replies.StatusText(c.job, status) + "\n" + out.Text)
+		}
+		switch {
+		case out.Upload:
+			msgs = append(msgs, delivery.Message{
+				Kind: delivery.KindUpload, ThreadOf: thread, Channel: c.channel, Text: body,
+				Filename: fmt.Sprintf("%s-%d.txt", safeName(j.Info.Name), j.ID),
+				Title:    fmt.Sprintf("Output of %s (job #%d)", j.Info.Name, j.ID), Content: text,
+			})
+		case body != "":
+			msgs = append(msgs, delivery.Message{Kind: delivery.KindPost, ThreadOf: thread, Channel: c.channel, Text: body})
+		}
+	}
+	c.send(ctx, s.Stderr, cleanupBudget, msgs...)
+	// Later invocations deliver what earlier ones could not: Slack is evidently up.
+	if _, err := c.outbox.Flush(ctx, delivery.FlushOptions{Skip: j.IDString(), JobBudget: flushBudget / 2, Total: flushBudget}); err != nil {
+		fmt.Fprintf(s.Stderr, "%s: chat: flushing the outbox: %v\n", DriverName, err)
+	}
+}
+
+// wantsOutput applies slack.reply: "always", "never", or "after-window" — only when
+// GitLab's own reply cannot arrive, because the job ended more than reply_window after the
+// slash command created the pipeline. When the creation time is unknown, we reply: a
+// duplicate is better than silence.
+func (s *Stages) wantsOutput(j *job.Response) bool {
+	switch s.Cfg.Slack.Reply {
+	case "never":
+		return false
+	case "after-window":
+		created, err := time.Parse(time.RFC3339, j.Get("CI_PIPELINE_CREATED_AT"))
+		if err != nil {
+			return true
+		}
+		return s.now().Sub(created) > s.Cfg.Slack.ReplyWindow.D()
+	default:
+		return true
+	}
+}
+
+// buildOutput cleans the captured reply source into a plain-text file in the job's state
+// and formats it. The returned file (nil when there is none) is the upload's content.
+func (s *Stages) buildOutput(st State, secrets replies.Secrets, status replies.Status) (replies.Output, *os.File, error) {
+	counts, err := readCounts(st)
+	if err != nil {
+		return replies.Output{}, nil, err
+	}
+	source := replies.Decide(counts)
+	path := filepath.Join(st.Dir, outputSpool)
+	if source == replies.FromChatReply {
+		path = filepath.Join(st.Dir, sectionSpool)
+	}
+	raw, err := ReadSpool(path)
+	if err != nil {
+		return replies.Output{}, nil, err
+	}
+	defer raw.Close()
+	f, err := os.OpenFile(filepath.Join(st.Dir, "reply.txt"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return replies.Output{}, nil, fmt.Errorf("write reply: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	// Echoed commands are dropped from a chat_reply section too: a section that spans
+	// several commands would otherwise carry the runner's "$ command" lines, which GitLab
+	// keeps and nobody wants in chat.
+	cleaner := replies.NewCleaner(w, replies.CleanOptions{Plain: true, Secrets: secrets, DropCommands: true})
+	err = copySpool(cleaner, raw)
+	if cerr := cleaner.Close(); err == nil {
+		err = cerr
+	}
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		f.Close()
+		return replies.Output{}, nil, fmt.Errorf("clean reply: %w", err)
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return replies.Output{}, nil, fmt.Errorf("read reply: %w", err)
+	}
+	out, err := replies.FormatOutput(f, size, status, s.Cfg.Slack.InlineLimit)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return replies.Output{}, nil, err
+	}
+	return out, f, nil
+}
+
+// copySpool copies a spool into w. Where the spool left bytes out, the partial lines on
+// both sides of the gap are dropped — a secret cut in half would no longer match its mask
+// — and a line says how much is missing.
+func copySpool(w io.Writer, r *SpoolReader) error {
+	if r.Omitted == 0 {
+		_, err := io.Copy(w, r)
+		return err
+	}
+	head := &uptoLastNewline{w: w}
+	if _, err := io.Copy(head, io.LimitReader(r, r.Cut)); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(w, "\n[… %d bytes of output left out …]\n", r.Omitted); err != nil {
+		return err
+	}
+	// Skip the partial first line of the tail, however long.
+	br := bufio.NewReader(r)
+	for {
+		_, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	_, err := io.Copy(w, br)
+	return err
+}
+
+// uptoLastNewline passes whole lines through and drops a partial last line. A partial
+// line longer than pendingMax is dropped whole rather than held in memory.
+type uptoLastNewline struct {
+	w        io.Writer
+	pending  []byte
+	overflow bool
+}
+
+const pendingMax = 64 << 10
+
+func (u *uptoLastNewline) Write(p []byte) (int, error) {
+	n := len(p)
+	first := bytes.IndexByte(p, '\n')
+	if first < 0 {
+		u.hold(p)
+		return n, nil
+	}
+	// The line that was pending ends here.
+	if !u.overflow {
+		if _, err := u.w.Write(u.pending); err != nil {
+			return 0, err
+		}
+		if _, err := u.w.Write(p[:first+1]); err != nil {
+			return 0, err
+		}
+	}
+	u.pending, u.overflow = u.pending[:0], false
+	rest := p[first+1:]
+	last := bytes.LastIndexByte(rest, '\n')
+	if last >= 0 {
+		if _, err := u.w.Write(rest[:last+1]); err != nil {
+			return 0, err
+		}
+		rest = rest[last+1:]
+	}
+	u.hold(rest)
+	return n, nil
+}
+
+func (u *uptoLastNewline) hold(p []byte) {
+	if u.overflow || len(u.pending)+len(p) > pendingMax {
+		u.pending, u.overflow = u.pending[:0], true
+		return
+	}
+	u.pending = append(u.pending, p...)
+}
+
+func safeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || len(b) > 64 {
+		return "job"
+	}
+	return string(b)
+}
+
+func oneLineForLog(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strings.ToValidUTF8(strings.NewReplacer("\n", " ", "\r", " ").Replace(s), "?")
+}

@@ -1,0 +1,173 @@
+package stages
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+)
+
+// A spool keeps a stream of job output on disk with a bound: the first headSize bytes,
+// and the last tailSize bytes in a ring that wraps. A reply wants both ends of a long
+// output — the start for context, the end for the failure — and an executor that stored
+// every byte of a job printing gigabytes would fill the runner's disk. What falls between
+// the two is counted, and the reader says how much was left out.
+
+// Spool sizes: up to 64 MiB of disk per captured stream, however much the job prints.
+const (
+	spoolHead = 32 << 20
+	spoolTail = 32 << 20
+)
+
+// spoolMeta is the spool's bookkeeping, saved beside it so a later process can read it.
+type spoolMeta struct {
+	Total    int64 `json:"total"`
+	HeadSize int64 `json:"head_size"`
+	TailSize int64 `json:"tail_size"`
+}
+
+// spool appends to a head file and a ring file. It is not safe for concurrent use.
+type spool struct {
+	path       string
+	head, ring *os.File
+	meta       spoolMeta
+}
+
+// openSpool opens (or continues) the spool at path: path.head, path.ring, path.json. A
+// spool continues across processes: each run stage appends to the job's spools.
+func openSpool(path string, headSize, tailSize int64) (*spool, error) {
+	s := &spool{path: path, meta: spoolMeta{HeadSize: headSize, TailSize: tailSize}}
+	if data, err := os.ReadFile(path + ".json"); err == nil {
+		if err := json.Unmarshal(data, &s.meta); err != nil {
+			return nil, fmt.Errorf("spool %s: corrupt bookkeeping: %w", path, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("spool %s: %w", path, err)
+	}
+	var err error
+	if s.head, err = os.OpenFile(path+".head", os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if s.ring, err = os.OpenFile(path+".ring", os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		s.head.Close()
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return s, nil
+}
+
+// Write implements io.Writer.
+func (s *spool) Write(p []byte) (int, error) {
+	n := len(p)
+	if s.meta.Total < s.meta.HeadSize {
+		k := min(int64(len(p)), s.meta.HeadSize-s.meta.Total)
+		if _, err := s.head.WriteAt(p[:k], s.meta.Total); err != nil {
+			return 0, fmt.Errorf("spool: %w", err)
+		}
+		s.meta.Total += k
+		p = p[k:]
+	}
+	if s.meta.TailSize == 0 {
+		s.meta.Total += int64(len(p))
+		return n, nil
+	}
+	// Only the last TailSize bytes of p can survive in the ring.
+	if int64(len(p)) > s.meta.TailSize {
+		skip := int64(len(p)) - s.meta.TailSize
+		s.meta.Total += skip
+		p = p[skip:]
+	}
+	for len(p) > 0 {
+		off := (s.meta.Total - s.meta.HeadSize) % s.meta.TailSize
+		k := min(int64(len(p)), s.meta.TailSize-off)
+		if _, err := s.ring.WriteAt(p[:k], off); err != nil {
+			return 0, fmt.Errorf("spool: %w", err)
+		}
+		s.meta.Total += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// Close saves the bookkeeping and closes the files.
+func (s *spool) Close() error {
+	data, _ := json.Marshal(s.meta)
+	err := WriteFileAtomic(s.path+".json", data, 0o600)
+	if cerr := s.head.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.ring.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// SpoolReader reads a spool back in order: the head, then the surviving tail.
+type SpoolReader struct {
+	io.Reader
+	// Total is how many bytes were written; Omitted how many of them were dropped from the
+	// middle to keep the bound.
+	Total, Omitted int64
+	// Cut is the offset in the read stream where the omitted bytes were (0 when none).
+	Cut   int64
+	files []*os.File
+}
+
+// Close closes the spool's files.
+func (r *SpoolReader) Close() error {
+	var err error
+	for _, f := range r.files {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// ReadSpool opens the spool at path for reading. A spool that was never written reads as
+// empty.
+func ReadSpool(path string) (*SpoolReader, error) {
+	var meta spoolMeta
+	data, err := os.ReadFile(path + ".json")
+	if errors.Is(err, fs.ErrNotExist) {
+		return &SpoolReader{Reader: eofReader{}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read spool: %w", err)
+	}
+	if err := json.Unmarshal(data, &meta); err != nil {
+		return nil, fmt.Errorf("read spool %s: corrupt bookkeeping: %w", path, err)
+	}
+	head, err := os.Open(path + ".head")
+	if err != nil {
+		return nil, fmt.Errorf("read spool: %w", err)
+	}
+	ring, err := os.Open(path + ".ring")
+	if err != nil {
+		head.Close()
+		return nil, fmt.Errorf("read spool: %w", err)
+	}
+	r := &SpoolReader{Total: meta.Total, files: []*os.File{head, ring}}
+	headLen := min(meta.Total, meta.HeadSize)
+	parts := []io.Reader{io.NewSectionReader(head, 0, headLen)}
+	inRing := meta.Total - headLen
+	switch {
+	case inRing == 0:
+	case inRing <= meta.TailSize:
+		parts = append(parts, io.NewSectionReader(ring, 0, inRing))
+	default:
+		r.Omitted = inRing - meta.TailSize
+		r.Cut = headLen
+		if meta.TailSize > 0 {
+			pos := inRing % meta.TailSize
+			parts = append(parts, io.NewSectionReader(ring, pos, meta.TailSize-pos), io.NewSectionReader(ring, 0, pos))
+		}
+	}
+	r.Reader = io.MultiReader(parts...)
+	return r, nil
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
