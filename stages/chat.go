@@ -139,9 +139,12 @@ func (s *Stages) announce(ctx context.Context, j *job.Response, denied bool, rea
 	})
 }
 
+// progressTimeout bounds one progress edit, so the end of a stage never waits long for one.
+const progressTimeout = 5 * time.Second
+
 // progress edits the start message every progress_interval while a user-script stage
-// runs, until stop is closed.
-func (s *Stages) progress(j *job.Response, rec JobRecord, rc *ReplyCapture, stop <-chan struct{}) {
+// runs, until ctx ends (the stage is over; an edit in flight is abandoned).
+func (s *Stages) progress(ctx context.Context, j *job.Response, rec JobRecord, rc *ReplyCapture) {
 	every := s.Cfg.Slack.ProgressInterval.D()
 	if every <= 0 || !s.Cfg.Slack.Ack {
 		return
@@ -154,13 +157,13 @@ func (s *Stages) progress(j *job.Response, rec JobRecord, rc *ReplyCapture, stop
 	defer t.Stop()
 	for {
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 			last := replies.CleanString(rc.LastLine(), replies.CleanOptions{Plain: true, Secrets: c.secrets})
 			text := replies.ProgressText(c.job, s.now().Sub(rec.PreparedAt), last)
-			ctx, cancel := context.WithTimeout(context.Background(), every)
-			_ = c.queue.Progress(ctx, "start", text) // best effort: the next tick tries again
+			tctx, cancel := context.WithTimeout(ctx, min(every, progressTimeout))
+			_ = c.queue.Progress(tctx, "start", text) // best effort: the next tick tries again
 			cancel()
 		}
 	}

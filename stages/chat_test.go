@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatops-executor/chatops-executor/config"
+	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
 	"github.com/chatops-executor/chatops-executor/job"
 )
 
@@ -115,5 +117,28 @@ func TestReplyOffWithoutToken(t *testing.T) {
 	}
 	if n := len(f.slack.Calls("*")); n != 0 {
 		t.Errorf("%d calls to Slack without a token", n)
+	}
+}
+
+// A stage must end when its script ends, not when a slow Slack answers a progress edit.
+func TestSlowProgressEditDoesNotHoldTheStage(t *testing.T) {
+	f := newFixture(t, nil)
+	f.stages.Cfg.Slack.ProgressInterval = config.Duration(50 * time.Millisecond)
+	if err := f.stages.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.slack.FailAlways("chat.update", slacktest.Slow(time.Minute))
+	done := make(chan error, 1)
+	go func() { done <- f.stages.Run(context.Background(), f.script("sleep 0.3"), "build_script") }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run waited for a slow progress edit")
+	}
+	if len(f.slack.Calls("chat.update")) == 0 {
+		t.Error("no progress edit was attempted")
 	}
 }

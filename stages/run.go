@@ -75,10 +75,10 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	result := StageRecord{Stage: stage, Seq: seq, StartedAt: s.now()}
 	capture := NewReplyCapture(st)
 	if IsUserScript(stage) {
-		stop := make(chan struct{})
+		pctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { defer close(done); s.progress(j, rec, capture, stop) }()
-		defer func() { close(stop); <-done }()
+		go func() { defer close(done); s.progress(pctx, j, rec, capture) }()
+		defer func() { stop(); <-done }()
 	}
 	runErr := s.runScript(st, rec.BuildDir, scriptPath, stage, capture, &result)
 	result.EndedAt = s.now()
