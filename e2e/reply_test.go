@@ -338,3 +338,65 @@ func TestReplyAfterWindowOnly(t *testing.T) {
 		t.Errorf("no output after the window:\n%s", h.slack)
 	}
 }
+
+// slackConfig replaces a host's [slack] section, keeping it pointed at the fake.
+func slackConfig(t *testing.T, h *host, settings string) {
+	t.Helper()
+	cfg, err := os.ReadFile(h.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(cfg, []byte("[slack]"))
+	if i < 0 {
+		t.Fatal("host config has no [slack] section")
+	}
+	cfg = append(cfg[:i:i], []byte("[slack]\napi_url = \""+h.slack.APIURL()+"\"\nprogress_interval = \"0s\"\n"+settings)...)
+	if err := os.WriteFile(h.config, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReplyWithoutAckIsOneMessage(t *testing.T) {
+	h := newHost(t, allowAll)
+	slackConfig(t, h, "ack = false\n")
+	h.run(context.Background(), emulator.Job{Response: response(t, 320, nil), Script: []string{"echo hello"}})
+	msgs := channel(t, h.slack, 1)
+	want := "```\nhello\n```"
+	if !strings.HasPrefix(msgs[0].Text, ":white_check_mark: <@U0123ABCD> *deploy* in ops/infra succeeded") || !strings.HasSuffix(msgs[0].Text, "\n"+want) {
+		t.Errorf("single reply = %q", msgs[0].Text)
+	}
+	if len(msgs[0].History) != 1 {
+		t.Errorf("the single reply was edited: %q", msgs[0].History)
+	}
+}
+
+func TestReplyNeverPostsOnlyStatus(t *testing.T) {
+	h := newHost(t, allowAll)
+	slackConfig(t, h, "reply = \"never\"\n")
+	h.run(context.Background(), emulator.Job{Response: response(t, 321, nil), Script: []string{"echo secret plans"}})
+	start := channel(t, h.slack, 1)[0]
+	if th := h.slack.Thread("C0123ABCD", start.TS); len(th) != 0 || !strings.HasPrefix(start.Text, ":white_check_mark:") {
+		t.Errorf("reply = never:\n%s", h.slack)
+	}
+}
+
+// What one job could not deliver, the next job's cleanup delivers: no cron needed for the
+// outbox to drain while jobs keep running.
+func TestLaterJobDeliversWaitingReplies(t *testing.T) {
+	h := newHost(t, allowAll)
+	h.slack.Down()
+	h.run(context.Background(), emulator.Job{Response: response(t, 322, nil), Script: []string{chatReply("first answer")}})
+	h.slack.Up()
+	h.run(context.Background(), emulator.Job{Response: response(t, 323, nil), Script: []string{chatReply("second answer")}})
+	msgs := channel(t, h.slack, 2)
+	var replies []string
+	for _, m := range msgs {
+		for _, r := range h.slack.Thread("C0123ABCD", m.TS) {
+			replies = append(replies, r.Text)
+		}
+	}
+	joined := strings.Join(replies, "|")
+	if !strings.Contains(joined, "first answer") || !strings.Contains(joined, "second answer") || len(replies) != 2 {
+		t.Errorf("replies = %q\n%s", replies, h.slack)
+	}
+}
