@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -56,71 +54,4 @@ func lock(ctx context.Context, path string, wait bool) (func(), error) {
 		return nil, fs.ErrNotExist
 	}
 	return func() { f.Close() }, nil // closing the descriptor releases the lock
-}
-
-// writeAtomic writes data to path through a synced temporary file and a rename, then syncs
-// the directory, so that after a crash path holds the old content or the new, never a part,
-// and a rename that returned is not forgotten by the file system.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	syncDir(filepath.Dir(path))
-	return nil
-}
-
-// spool copies r to path the same way and returns its length.
-func spool(path string, r io.Reader) (int64, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return 0, err
-	}
-	tmp := f.Name()
-	n, err := io.Copy(f, r)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return 0, fmt.Errorf("spool file upload: %w", err)
-	}
-	syncDir(filepath.Dir(path))
-	return n, nil
-}
-
-// syncDir makes renames in dir durable. Best effort: some file systems refuse to sync a
-// directory, and the data itself is already synced.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/chatops-executor/chatops-executor/atomicfile"
 )
 
 // Kind is what a queued message does.
@@ -213,7 +215,7 @@ func (j *Job) Enqueue(msgs ...Message) error {
 		if m.Kind == KindUpload {
 			// The data lands under its final name before the op that points at it exists, so
 			// a sender never sees an upload without its content.
-			n, err := spool(j.dataPath(next), m.Content)
+			n, err := atomicfile.WriteFrom(j.dataPath(next), m.Content, 0o600)
 			if err != nil {
 				return fmt.Errorf("outbox: %w", err)
 			}
@@ -553,7 +555,7 @@ func (j *Job) Close() error {
 	if _, err := os.Stat(j.dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	if err := writeAtomic(filepath.Join(j.dir, closedMark), nil); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(j.dir, closedMark), nil, 0o600); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	unlock, err := j.lockSend(context.Background(), false)
@@ -636,7 +638,7 @@ func (j *Job) remove(force bool) error {
 	if err := os.Rename(j.dir, trash); err != nil {
 		return fmt.Errorf("outbox: remove delivered job %s: %w", j.id, err)
 	}
-	syncDir(j.ob.dir)
+	atomicfile.SyncDir(j.ob.dir)
 	if err := os.RemoveAll(trash); err != nil {
 		return fmt.Errorf("outbox: remove delivered job %s: %w", j.id, err)
 	}
@@ -693,7 +695,7 @@ func (j *Job) write(o *op) error {
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
-	if err := writeAtomic(j.opPath(o.Seq), append(data, '\n')); err != nil {
+	if err := atomicfile.WriteFile(j.opPath(o.Seq), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/chatops-executor/chatops-executor/atomicfile"
+
 	"github.com/chatops-executor/chatops-executor/replies"
 )
 
@@ -98,7 +100,7 @@ func (sc *stageCapture) Close() error {
 		}
 	}
 	data, _ := json.Marshal(sc.capture.Counts())
-	if werr := WriteFileAtomic(filepath.Join(sc.rc.st.Dir, countsFile), data, 0o600); err == nil {
+	if werr := atomicfile.WriteFile(filepath.Join(sc.rc.st.Dir, countsFile), data, 0o600); err == nil {
 		err = werr
 	}
 	return err

@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+
+	"github.com/chatops-executor/chatops-executor/atomicfile"
 )
 
 // A spool keeps a stream of job output on disk with a bound: the first headSize bytes,
@@ -93,7 +95,7 @@ func (s *spool) Write(p []byte) (int, error) {
 // Close saves the bookkeeping and closes the files.
 func (s *spool) Close() error {
 	data, _ := json.Marshal(s.meta)
-	err := WriteFileAtomic(s.path+".json", data, 0o600)
+	err := atomicfile.WriteFile(s.path+".json", data, 0o600)
 	if cerr := s.head.Close(); err == nil {
 		err = cerr
 	}
