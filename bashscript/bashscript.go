@@ -39,6 +39,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/chatops-executor/chatops-executor/job"
 )
 
 // Runner stage names (common/build.go BuildStage constants).
@@ -67,15 +69,9 @@ var ErrSkipStage = errors.New("nothing to do in this stage")
 // asks for a git checkout, which this package does not generate.
 var ErrUnsupportedGitStrategy = errors.New("unsupported GIT_STRATEGY (only none and empty are generated)")
 
-// Variable is one job variable as the runner holds it (spec.Variable).
-type Variable struct {
-	Key    string `json:"key"`
-	Value  string `json:"value"`
-	Public bool   `json:"public"`
-	Masked bool   `json:"masked"`
-	File   bool   `json:"file"`
-	Raw    bool   `json:"raw"`
-}
+// Variable is one job variable as the runner holds it (spec.Variable): the same shape as
+// in the job response the executor reads.
+type Variable = job.Variable
 
 // Job is what a stage script depends on.
 type Job struct {
