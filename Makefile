@@ -34,8 +34,19 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./bench/
 	$(GO) test -run '^$$' -bench . -benchmem ./replies/
 
+# Chat jobs from examples/.gitlab-ci.yml, run by `try` through the executor's own stages
+# with embedded defaults (no GitLab, no Slack): each reply is rendered as the channel
+# would show it. broken fails on purpose; that must not fail the demo.
+DEMO_TRY := $(BIN) try --ci examples/.gitlab-ci.yml --user alice --channel C0123ABCD
 demo: build
-	$(GO) run ./internal/demo -executor $(BIN)
+	@echo '$$ chatops-executor try hello-world'
+	@$(DEMO_TRY) hello-world from the demo
+	@echo; echo '$$ chatops-executor try ls'
+	@$(DEMO_TRY) ls
+	@echo; echo '$$ chatops-executor try deploy staging v1.4.2'
+	@$(DEMO_TRY) deploy staging v1.4.2
+	@echo; echo '$$ chatops-executor try broken   # fails on purpose'
+	@$(DEMO_TRY) broken || echo "(broken failed, as it should)"
 
 clean:
 	rm -rf bin .tools

@@ -42,6 +42,7 @@
 package slacktest
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -65,7 +66,7 @@ const uploadPath = "/upload/v1/"
 
 // Server is a fake Slack Web API. Its methods are safe for concurrent use.
 type Server struct {
-	t     testing.TB
+	t     testing.TB // nil when made by Start
 	token string
 	addr  string
 
@@ -99,21 +100,39 @@ func New(t testing.TB, token string) *Server {
 	if token == "" {
 		t.Fatal("slacktest.New: empty token")
 	}
-	s := &Server{t: t, token: token, faults: map[string][]Fault{}, always: map[string]Fault{},
-		uploads: map[string]*upload{}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := Start(token)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.t = t
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a fake Slack on 127.0.0.1 (a free port) that accepts token, outside any
+// test: for a program that shows what a Slack client would post (chatops-executor try).
+// Call Close when done. Up on such a server panics if the port cannot be had back.
+func Start(token string) (*Server, error) {
+	if token == "" {
+		return nil, errors.New("slacktest: empty token")
+	}
+	s := &Server{token: token, faults: map[string][]Fault{}, always: map[string]Fault{},
+		uploads: map[string]*upload{}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("slacktest: %w", err)
+	}
 	s.addr = l.Addr().String()
 	s.serve(l)
-	t.Cleanup(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		s.Down()
-	})
-	return s
+	return s, nil
+}
+
+// Close stops the server for good: connections are refused, and Up does nothing.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.Down()
 }
 
 // APIURL is the Web API base URL, with its trailing slash, e.g. "http://127.0.0.1:4711/api/".
@@ -149,7 +168,9 @@ func (s *Server) Down() {
 // Up accepts connections again, on the same port. It does nothing when already up, and
 // fails the test if the port cannot be had back.
 func (s *Server) Up() {
-	s.t.Helper()
+	if s.t != nil {
+		s.t.Helper()
+	}
 	s.mu.Lock()
 	up, closed := s.srv != nil, s.closed
 	s.mu.Unlock()
@@ -165,6 +186,9 @@ func (s *Server) Up() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err != nil {
+		if s.t == nil {
+			panic(fmt.Sprintf("slacktest: up again on %s: %v", s.addr, err))
+		}
 		s.t.Fatalf("slacktest: up again on %s: %v", s.addr, err)
 	}
 	s.serve(l)

@@ -312,3 +312,27 @@ func TestUploadEdges(t *testing.T) {
 		t.Error("the other server was called")
 	}
 }
+
+func TestStartOutsideTests(t *testing.T) {
+	if _, err := slacktest.Start(""); err == nil {
+		t.Error("Start with an empty token: no error")
+	}
+	s, err := slacktest.Start("xoxb-start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.PostForm(s.APIURL()+"chat.postMessage", url.Values{"token": {"xoxb-start"}, "channel": {"C1"}, "text": {"hi"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if msgs := s.Messages(); len(msgs) != 1 || msgs[0].Text != "hi" {
+		t.Errorf("messages: %+v", msgs)
+	}
+	s.Close()
+	s.Up() // a closed server stays down
+	if resp, err := http.Get(s.APIURL() + "chat.postMessage"); err == nil {
+		resp.Body.Close()
+		t.Error("the closed server still answers")
+	}
+}
