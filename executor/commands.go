@@ -39,6 +39,9 @@ func (a *app) loadConfig() (*config.Config, error) {
 	return cfg, nil
 }
 
+// The policy engine is what prepare consults; policy itself knows nothing of the stages.
+var _ stages.Decider = (*policy.Engine)(nil)
+
 func (a *app) stages() (*stages.Stages, error) {
 	cfg, err := a.loadConfig()
 	if err != nil {
