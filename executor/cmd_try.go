@@ -19,7 +19,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/chatops-executor/chatops-executor/config"
-	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
+	"github.com/chatops-executor/chatops-executor/delivery/slackrecorder"
 	"github.com/chatops-executor/chatops-executor/emulator"
 	"github.com/chatops-executor/chatops-executor/tryjob"
 )
@@ -199,7 +199,7 @@ func runTry(ctx context.Context, a *app, args []string) error {
 // trySetup is the executor config try runs with.
 type trySetup struct {
 	path       string
-	fake       *slacktest.Server // nil when replies go to the real Slack
+	fake       *slackrecorder.Server // nil when replies go to the real Slack
 	slackToken string            // for the runner's environment; "" when the config has a file
 }
 
@@ -275,7 +275,7 @@ func (a *app) startFakeSlack(s *trySetup) error {
 	if err != nil {
 		return err
 	}
-	fake, err := slacktest.Start(tok)
+	fake, err := slackrecorder.Start(tok)
 	if err != nil {
 		return fmt.Errorf("try: start the local Slack: %w", err)
 	}

@@ -1,4 +1,4 @@
-package slacktest
+package slackrecorder
 
 import (
 	"bytes"
