@@ -14,6 +14,9 @@
 // identity checks or audit, shared by Decide and `chatops-executor policy explain` so that
 // the dry run can never disagree with the real thing.
 //
+// The policy decides; it does not run jobs. It imports nothing of stages (which consumes its
+// Decision through a small interface), so it can be used and tested without them.
+//
 // What is verified and what is not: the GitLab user, job id, project and pipeline source
 // are confirmed by GitLab; group membership and access levels are asked of GitLab; the job
 // name and project path come from the runner's job response (GitLab's, not the job's
