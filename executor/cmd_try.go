@@ -200,7 +200,7 @@ func runTry(ctx context.Context, a *app, args []string) error {
 type trySetup struct {
 	path       string
 	fake       *slackrecorder.Server // nil when replies go to the real Slack
-	slackToken string            // for the runner's environment; "" when the config has a file
+	slackToken string                // for the runner's environment; "" when the config has a file
 }
 
 // tryDefaults is the config without --config: everything private to the run, every
