@@ -1,0 +1,139 @@
+package realrunner
+
+import (
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestFailureExitCode(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	j, final := r.run(chatJob(t, jobSpec{id: 510,
+		script:      []string{"echo about to fail", "exit 42", "echo never"},
+		afterScript: []string{`echo "after: $CI_JOB_STATUS"`},
+	}))
+	assertFinal(t, final, "failed", "script_failure", 42)
+	log := j.Log()
+	if !strings.Contains(log, "after: failed\n") || strings.Contains(log, "never\n") ||
+		!strings.Contains(log, "ERROR: Job failed: exit status 42") {
+		t.Errorf("GitLab's job log:\n%s", log)
+	}
+	start := channel(t, r.slack, 1)[0]
+	if !strings.HasPrefix(start.Text, ":x: <@U0123ABCD> *deploy* in ops/infra failed with exit code 42 after") {
+		t.Errorf("final status = %q", start.Text)
+	}
+	if got := reply(t, r.slack, start).Text; !strings.Contains(got, "about to fail") {
+		t.Errorf("reply = %q", got)
+	}
+	r.assertClean(510)
+}
+
+// busyScript prints a marker, then keeps printing (the runner learns of a cancel only from
+// the answer to a trace PATCH, and sends none while a job is silent) while a child that
+// ignores TERM and a nohup'd grandchild run; their pids go to pids.
+func busyScript(pids, marker string) []string {
+	return []string{
+		"(trap '' TERM; exec sleep 300) & echo $! >> " + pids,
+		"nohup sleep 300 >/dev/null 2>&1 & echo $! >> " + pids,
+		"echo " + marker,
+		"for i in $(seq 1 600); do echo tick $i; sleep 0.5; done",
+	}
+}
+
+func TestCancelLeavesNoProcess(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	pids := filepath.Join(r.dir, "pids")
+	job := r.gitlab.Enqueue(t, chatJob(t, jobSpec{id: 520, script: busyScript(pids, "children-started"),
+		afterScript: []string{`echo "after: $CI_JOB_STATUS"`}}))
+	job.CancelWhen("children-started")
+	r.start(1).wait(t)
+	final := r.final(job)
+	assertFinal(t, final, "failed", "job_canceled", 0)
+	assertDead(t, pids)
+	if log := job.Log(); !strings.Contains(log, "after: canceled\n") {
+		t.Errorf("after_script did not run with CI_JOB_STATUS=canceled:\n%s", log)
+	}
+	start := channel(t, r.slack, 1)[0]
+	if !strings.HasPrefix(start.Text, ":no_entry_sign: <@U0123ABCD> *deploy* in ops/infra cancelled after") {
+		t.Errorf("final status = %q", start.Text)
+	}
+	r.assertClean(520)
+}
+
+// A hard abort (Job-Status: canceled, GitLab has already given the job up) skips
+// after_script; cleanup still runs and must still kill everything.
+func TestHardAbort(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	pids := filepath.Join(r.dir, "pids")
+	job := r.gitlab.Enqueue(t, chatJob(t, jobSpec{id: 530, script: busyScript(pids, "children-started"),
+		afterScript: []string{`echo "after: $CI_JOB_STATUS"`}}))
+	job.AbortWhen("children-started")
+	r.start(1).wait(t)
+	final := r.final(job)
+	assertFinal(t, final, "failed", "job_canceled", 0)
+	assertDead(t, pids)
+	if log := job.Log(); strings.Contains(log, "after: ") {
+		t.Errorf("after_script ran after an abort:\n%s", log)
+	}
+	r.assertClean(530)
+	start := channel(t, r.slack, 1)[0]
+	// GitLab shows the job canceled: it told the runner so. Anything else in chat but a
+	// cancel (or an explicit abort) is not what GitLab says.
+	if strings.HasPrefix(start.Text, ":white_check_mark:") {
+		t.Fatalf("final status after an abort = %q", start.Text)
+	}
+	if !strings.HasPrefix(start.Text, ":no_entry_sign: <@U0123ABCD> *deploy* in ops/infra cancelled after") &&
+		!strings.Contains(start.Text, "abort") {
+		t.Errorf("final status after an abort = %q", start.Text)
+	}
+}
+
+// SIGTERM to the runner itself: GitLab records runner_interrupted, and chat must say the
+// job failed because the runner stopped, not that someone cancelled it.
+func TestRunnerInterrupted(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	pids := filepath.Join(r.dir, "pids")
+	job := r.gitlab.Enqueue(t, chatJob(t, jobSpec{id: 540, script: busyScript(pids, "children-started"),
+		afterScript: []string{`echo "after: $CI_JOB_STATUS"`}}))
+	p := r.start(1)
+	waitFor(t, time.Minute, "the job's marker in GitLab's trace", func() bool {
+		return strings.Contains(job.Log(), "\nchildren-started\n")
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t)
+	final := r.final(job)
+	assertFinal(t, final, "failed", "runner_interrupted", 0)
+	assertDead(t, pids)
+	r.assertClean(540)
+	start := channel(t, r.slack, 1)[0]
+	if strings.HasPrefix(start.Text, ":white_check_mark:") {
+		t.Fatalf("final status after the runner was stopped = %q", start.Text)
+	}
+	if !strings.HasPrefix(start.Text, ":x: <@U0123ABCD> *deploy* in ops/infra failed") {
+		if strings.HasPrefix(start.Text, ":no_entry_sign:") {
+			knownBug(t, 9, "runner_interrupted is reported as cancelled: "+start.Text)
+		}
+		t.Errorf("final status after the runner was stopped = %q", start.Text)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	pids := filepath.Join(r.dir, "pids")
+	j, final := r.run(chatJob(t, jobSpec{id: 550, timeout: 4,
+		script: []string{"sleep 300 & echo $! >> " + pids, "echo waiting", "sleep 300"}}))
+	assertFinal(t, final, "failed", "job_execution_timeout", 0)
+	assertDead(t, pids)
+	if !strings.Contains(j.Log(), "ERROR: Job failed: execution took longer than 4s seconds") {
+		t.Errorf("GitLab's job log:\n%s", j.Log())
+	}
+	start := channel(t, r.slack, 1)[0]
+	if !strings.HasPrefix(start.Text, ":alarm_clock: <@U0123ABCD> *deploy* in ops/infra timed out after") {
+		t.Errorf("final status = %q", start.Text)
+	}
+	r.assertClean(550)
+}
