@@ -101,6 +101,9 @@ type rigOptions struct {
 	prepareExec string
 	// extra is appended to the executor config.
 	extra string
+	// spyDir, when set, puts testdata/spy.sh in front of every executor call, recording
+	// what each call received into spyDir.
+	spyDir string
 }
 
 // policy lets alice (as GitLab says, verified with the job token) run anything.
@@ -147,13 +150,23 @@ progress_interval = "0s"
 		r.gitlab.URL, r.slack.APIURL()) + fmt.Sprintf(policy, filepath.Join(dir, "audit.jsonl")) + o.extra
 	write(t, r.execConfig, exe)
 
-	prepare := executorBin
+	exe, prepare := executorBin, executorBin
 	if o.prepareExec != "" {
 		prepare = o.prepareExec
 	}
+	args := func(stage string) string { return fmt.Sprintf("[%q, %q, %q]", "--config", r.execConfig, stage) }
+	if o.spyDir != "" {
+		spy, err := filepath.Abs("testdata/spy.sh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		exe, prepare = spy, spy
+		args = func(stage string) string {
+			return fmt.Sprintf("[%q, %q, %q, %q, %q]", o.spyDir, executorBin, "--config", r.execConfig, stage)
+		}
+	}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "concurrent = %d\n", o.runners)
-	args := func(stage string) string { return fmt.Sprintf("[%q, %q, %q]", "--config", r.execConfig, stage) }
 	for i := 1; i <= o.runners; i++ {
 		fmt.Fprintf(&cfg, `[[runners]]
   name = "chatops-%d"
@@ -171,8 +184,8 @@ progress_interval = "0s"
     cleanup_args = %s
     graceful_kill_timeout = %d
     force_kill_timeout = %d
-`, i, r.gitlab.URL, i, executorBin, args("config"), prepare, args("prepare"), executorBin, args("run"),
-			executorBin, args("cleanup"), o.graceful, o.force)
+`, i, r.gitlab.URL, i, exe, args("config"), prepare, args("prepare"), exe, args("run"),
+			exe, args("cleanup"), o.graceful, o.force)
 	}
 	write(t, r.runnerConfig, cfg.String())
 	return r
@@ -210,9 +223,9 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// start starts runner chatops-<n> for one job. Its environment is clean but for what a
-// runner host has, and the Slack token the executor reads from it.
-func (r *rig) start(n int) *runner {
+// runnerEnv is the environment of runner chatops-<n>: clean but for what a runner host
+// has, and the Slack token the executor reads from it. Its TMPDIR is <dir>/tmp-<n>.
+func (r *rig) runnerEnv(n int) []string {
 	r.t.Helper()
 	tmp := filepath.Join(r.dir, fmt.Sprintf("tmp-%d", n))
 	home := filepath.Join(r.dir, "home")
@@ -221,11 +234,17 @@ func (r *rig) start(n int) *runner {
 			r.t.Fatal(err)
 		}
 	}
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + tmp, "LANG=C.UTF-8",
+		"SLACK_BOT_TOKEN=" + slackToken}
+}
+
+// start starts runner chatops-<n> for one job.
+func (r *rig) start(n int) *runner {
+	r.t.Helper()
 	p := &runner{name: fmt.Sprintf("chatops-%d", n), out: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(runnerBin, "run-single", "-c", r.runnerConfig, "-r", p.name,
 		"--max-builds", "1", "--wait-timeout", "30")
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + tmp, "LANG=C.UTF-8",
-		"SLACK_BOT_TOKEN=" + slackToken}
+	p.cmd.Env = r.runnerEnv(n)
 	p.cmd.Dir = r.dir
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

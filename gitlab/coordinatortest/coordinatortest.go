@@ -97,14 +97,19 @@ type JobRequest struct {
 // wrong checksum, a malformed Content-Range, an update of an unknown job) fail the test.
 func New(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{interval: 1, jobs: map[int64]*Job{}}
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	s := start()
 	t.Cleanup(func() {
 		s.Close()
 		for _, p := range s.Problems() {
 			t.Errorf("coordinatortest: %s", p)
 		}
 	})
+	return s
+}
+
+func start() *Server {
+	s := &Server{interval: 1, jobs: map[int64]*Job{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
 
