@@ -305,6 +305,8 @@ type jobSpec struct {
 	vars        map[string]string // added or replaced; public, unmasked
 	masked      map[string]string // added, masked
 	timeout     int               // runner_info.timeout, seconds; default 3600
+	// maskPrefixes, when not nil, replaces features.token_mask_prefixes.
+	maskPrefixes []string
 }
 
 // exampleToken is the job token of examples/job-response.json; each job gets its own.
@@ -333,6 +335,9 @@ func chatJob(t *testing.T, s jobSpec) []byte {
 	}
 	r["runner_info"] = map[string]any{"timeout": timeout}
 	r["features"].(map[string]any)["failure_reasons"] = coordinatortest.FailureReasons
+	if s.maskPrefixes != nil {
+		r["features"].(map[string]any)["token_mask_prefixes"] = s.maskPrefixes
+	}
 	vars := map[string]string{"CI_JOB_ID": id, "CI_JOB_URL": "https://gitlab.example.com/ops/infra/-/jobs/" + id}
 	for k, v := range s.vars {
 		vars[k] = v

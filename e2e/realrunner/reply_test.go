@@ -1,6 +1,10 @@
 package realrunner
 
 import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -25,6 +29,11 @@ func TestChatReplyJob(t *testing.T) {
 	}
 	if got := j.Verifications(); len(got) == 0 || got[0] != jobToken(500) {
 		t.Errorf("GET /api/v4/job was asked with tokens %q, want the job's own", got)
+	}
+	// The policy allowed alice because GitLab said so while the job ran.
+	audit := readAudit(t, filepath.Join(r.dir, "audit.jsonl"))
+	if len(audit) != 1 || audit[0]["verified"] != true || audit[0]["decision"] != "allow" || audit[0]["rule"] != "alice-runs-chat-jobs" {
+		t.Errorf("audit = %v", audit)
 	}
 	start := channel(t, r.slack, 1)[0]
 	if !strings.HasPrefix(start.Text, ":white_check_mark: <@U0123ABCD> *deploy* in ops/infra succeeded after ") {
@@ -51,4 +60,23 @@ func TestFallbackReply(t *testing.T) {
 	if got, want := reply(t, r.slack, start).Text, "```\nfirst line\nsecond\nred\n```"; got != want {
 		t.Errorf("fallback reply = %q, want %q", got, want)
 	}
+}
+
+func readAudit(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
 }

@@ -1,56 +1,62 @@
 package realrunner
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
 )
 
-// Tokens the runner masks in the trace by default (FF_MASK_ALL_DEFAULT_TOKENS) or by the
-// job's features.token_mask_prefixes, a masked variable, and the job token: GitLab's trace
-// has none of them, so neither may chat.
+// Tokens the runner masks in the trace by default (FF_MASK_ALL_DEFAULT_TOKENS, on in
+// 19.4), a masked variable and the job token: GitLab's trace holds none of them, so
+// neither may chat. The job's features.token_mask_prefixes is only GitLab's default
+// (glpat-), so the executor cannot lean on it for the others.
 func TestSecretsMaskedInTraceAndSlack(t *testing.T) {
 	secrets := map[string]string{
-		"masked variable":      "s3cr3t-deploy-value-0123",
-		"job token":            jobToken(570),
-		"personal token":       "glpat-abcdefghij0123456789",
-		"deploy token":         "gldt-abcdefghij0123456789",
-		"runner token":         "glrt-abcdefghij0123456789",
-		"CI job token (other)": "glcbt-abcdefghij0123456789",
+		"masked variable": "s3cr3t-deploy-value-0123",
+		"job token":       jobToken(570),
+		"glpat- token":    "glpat-abcdefghij0123456789",
+	}
+	// Prefixes the runner masks by default (common/buildlogger/internal/tokensanitizer)
+	// that the executor does not yet (issue 10).
+	runnerOnly := []string{"gldt-", "glrt-", "glcbt-", "glptt-", "glft-", "gloas-", "glsoat-"}
+	for _, p := range runnerOnly {
+		secrets[p+" token"] = p + "abcdefghij0123456789"
 	}
 	r := newRig(t, rigOptions{})
 	script := []string{`echo "var: $DEPLOY_SECRET"`, `echo "job token: $CI_JOB_TOKEN"`}
-	for _, name := range []string{"personal token", "deploy token", "runner token", "CI job token (other)"} {
-		script = append(script, "echo '"+name+": "+secrets[name]+"'")
+	for _, name := range sortedKeys(secrets) {
+		if strings.HasSuffix(name, " token") && name != "job token" {
+			script = append(script, "echo '"+name+": "+secrets[name]+"'")
+		}
 	}
-	script = append(script, chatReply(`deployed with $DEPLOY_SECRET and `+secrets["deploy token"]))
-	j, final := r.run(chatJob(t, jobSpec{id: 570, script: script,
+	// No chat_reply section: the reply is all of the script's output.
+	j, final := r.run(chatJob(t, jobSpec{id: 570, script: script, maskPrefixes: []string{"glpat-"},
 		masked: map[string]string{"DEPLOY_SECRET": secrets["masked variable"]}}))
 	assertFinal(t, final, "success", "", 0)
-	trace := string(j.Trace())
-	for name, s := range secrets {
-		if strings.Contains(trace, s) {
-			t.Errorf("GitLab's trace holds the %s %q", name, s)
+	log := j.Log()
+	for _, name := range sortedKeys(secrets) {
+		if strings.Contains(log, secrets[name]) {
+			t.Errorf("GitLab's trace holds the %s %q", name, secrets[name])
 		}
 	}
-	if !strings.Contains(trace, "[MASKED]") {
-		t.Errorf("GitLab's trace masks nothing:\n%s", j.Log())
+	if n := strings.Count(log, "[MASKED]"); n < len(secrets) {
+		t.Errorf("GitLab's trace has %d [MASKED], want at least %d:\n%s", n, len(secrets), log)
 	}
-	leaked := slackLeaks(r.slack, secrets)
-	var unknown []string
+	var blocked, leaked []string
+	for _, name := range slackLeaks(r.slack, secrets) {
+		if p, ok := strings.CutSuffix(name, " token"); ok && slices.Contains(runnerOnly, p) {
+			blocked = append(blocked, name)
+			continue
+		}
+		leaked = append(leaked, name)
+	}
 	for _, name := range leaked {
-		switch name {
-		case "deploy token", "runner token", "CI job token (other)":
-		default:
-			unknown = append(unknown, name)
-		}
-	}
-	for _, name := range unknown {
 		t.Errorf("the %s reached Slack", name)
 	}
-	if len(leaked) > 0 && len(unknown) == 0 {
-		knownBug(t, 10, "runner-masked token prefixes reach Slack: "+strings.Join(leaked, ", "))
+	if len(blocked) > 0 && len(leaked) == 0 {
+		knownBug(t, 10, "token prefixes the runner masks reach Slack: "+strings.Join(blocked, ", "))
 	}
 }
 
