@@ -85,6 +85,8 @@ func TestEmulatorMatchesRealRunner(t *testing.T) {
 		script:      []string{"echo hello from $CHAT_INPUT", chatReply("the reply"), "exit 3"},
 		afterScript: []string{`echo "after: $CI_JOB_STATUS"`},
 		masked:      map[string]string{"EXTRA_SECRET": "extra-secret-value"},
+		// encoding/json re-escapes <, > and & in the runner's JOB_RESPONSE_FILE.
+		vars: map[string]string{"CHAT_INPUT": "staging <v1.4.2> & more"},
 	}
 
 	realSpy := t.TempDir()
@@ -130,6 +132,9 @@ func TestEmulatorMatchesRealRunner(t *testing.T) {
 	normalize := func(rig *rig, s string) string {
 		s = strings.ReplaceAll(s, rig.dir, "<DIR>")
 		return volatile.ReplaceAllString(s, "<ID>")
+	}
+	if !bytes.Contains(realCalls[0].response, []byte(`staging \u003cv1.4.2\u003e \u0026 more`)) {
+		t.Errorf("the runner no longer re-escapes HTML characters in JOB_RESPONSE_FILE:\n%s", realCalls[0].response)
 	}
 	for i := range realCalls {
 		rc, ec := realCalls[i], emuCalls[i]
