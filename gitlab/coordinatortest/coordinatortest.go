@@ -15,12 +15,12 @@
 //     Range "0-<bytes received>" when start is the number of bytes received so far, else 416
 //     with the same Range, and the runner resends from there.
 //
-// Every PATCH and PUT answer carries X-GitLab-Trace-Update-Interval (UpdateInterval) and
-// Job-Status: running, canceling (a cancel: the runner SIGTERMs the stage, runs
-// after_script and cleanup) or canceled (an abort: after_script is skipped). A cancel or an
-// abort is raised by the test, at once (Job.Cancel, Job.Abort) or when the trace first
-// contains a marker (Job.CancelWhen, Job.AbortWhen): the answer to the PATCH that carried
-// the marker already says so.
+// Every PATCH and PUT answer carries X-GitLab-Trace-Update-Interval (SetUpdateInterval)
+// and Job-Status: running, canceling (a cancel: the runner SIGTERMs the stage, runs
+// after_script and cleanup), or canceled or failed (an abort: GitLab has given the job up,
+// after_script is skipped, and no more trace is taken). A cancel or an abort is raised by
+// the test, at once (Job.Cancel, Job.Abort) or when the trace first contains a marker
+// (Job.CancelWhen, Job.AbortWhen). Job.Status says what GitLab then shows for the job.
 //
 // The job side: GET /api/v4/job with header JOB-TOKEN answers the job the token belongs to
 // (id, name, status, user, pipeline), as long as the job runs: from the moment a runner
@@ -71,6 +71,7 @@ const (
 	Running   = "running"
 	Canceling = "canceling" // a cancel: after_script still runs
 	Canceled  = "canceled"  // an abort: the runner stops the job at once
+	Failed    = "failed"    // an abort too, GitLab having failed the job itself
 )
 
 // Server is the fake GitLab on 127.0.0.1. Its methods are safe for concurrent use.
@@ -193,6 +194,7 @@ type Job struct {
 	remote   string
 	cancelAt string // marker that raises a cancel
 	abortAt  string // marker that raises an abort
+	abortAs  string // Canceled or Failed
 	lose     int    // PATCHes still to lose
 	trace    []byte
 	patches  []Patch
@@ -238,15 +240,40 @@ func (j *Job) SetIdentity(g gitlab.Job) {
 // Cancel makes every later PATCH and PUT answer say Job-Status: canceling.
 func (j *Job) Cancel() { j.setRemote(Canceling) }
 
-// Abort makes every later PATCH and PUT answer say Job-Status: canceled.
-func (j *Job) Abort() { j.setRemote(Canceled) }
+// Abort makes every later PATCH and PUT answer say Job-Status: status, Canceled (the job
+// was cancelled for good) or Failed (GitLab failed it, e.g. as stuck).
+func (j *Job) Abort(status string) { j.setRemote(status) }
 
 func (j *Job) setRemote(state string) {
 	j.mu.Lock()
-	if j.remote != Canceled {
+	if !j.aborted() {
 		j.remote = state
 	}
 	j.mu.Unlock()
+}
+
+// aborted says GitLab gave the job up; j.mu is held.
+func (j *Job) aborted() bool { return j.remote == Canceled || j.remote == Failed }
+
+// Status is the job's status as GitLab shows it: "pending" until a runner takes it, then
+// "running", then "success", "failed" or "canceled". An abort is GitLab's own decision,
+// which the runner's final update does not change; a job whose runner reports it failed
+// with job_canceled shows canceled.
+func (j *Job) Status() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	switch {
+	case j.aborted():
+		return j.remote
+	case !j.handed:
+		return "pending"
+	case j.last == nil:
+		return "running"
+	case j.last.State == "failed" && j.last.FailureReason == "job_canceled":
+		return "canceled"
+	default:
+		return j.last.State
+	}
 }
 
 // CancelWhen cancels the job once its trace contains marker.
@@ -256,10 +283,10 @@ func (j *Job) CancelWhen(marker string) {
 	j.mu.Unlock()
 }
 
-// AbortWhen aborts the job once its trace contains marker.
-func (j *Job) AbortWhen(marker string) {
+// AbortWhen aborts the job, with Job-Status status, once its trace contains marker.
+func (j *Job) AbortWhen(marker, status string) {
 	j.mu.Lock()
-	j.abortAt = marker
+	j.abortAt, j.abortAs = marker, status
 	j.mu.Unlock()
 }
 
@@ -446,7 +473,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, j *Job) {
 		want := fmt.Sprintf("crc32:%08x", crc32.ChecksumIEEE(j.trace))
 		u.TraceComplete = u.Output.Checksum == want && u.Output.Bytesize == len(j.trace)
 		// After an abort GitLab refuses the rest of the trace, so it cannot match.
-		if !u.TraceComplete && j.remote != Canceled {
+		if !u.TraceComplete && !j.aborted() {
 			s.problem("job %d: final PUT says %s, %d bytes; received %s, %d bytes",
 				j.ID, u.Output.Checksum, u.Output.Bytesize, want, len(j.trace))
 		}
@@ -475,7 +502,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, j *Job) {
 	defer j.mu.Unlock()
 	p := Patch{Start: start, End: end}
 	switch {
-	case j.last != nil || j.remote == Canceled:
+	case j.last != nil || j.aborted():
 		// GitLab takes no more trace of a job that ended or was given up.
 		p.Status = http.StatusForbidden
 	case start != len(j.trace):
@@ -498,7 +525,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, j *Job) {
 			answer = Canceling
 		}
 		if j.abortAt != "" && strings.Contains(string(j.trace), j.abortAt) {
-			j.remote, j.abortAt = Canceled, ""
+			j.remote, j.abortAt = j.abortAs, ""
 		}
 	}
 	w.Header().Set("Range", fmt.Sprintf("0-%d", len(j.trace)))

@@ -51,8 +51,8 @@ func TestJobLifecycle(t *testing.T) {
 	j := s.Enqueue(t, []byte(job))
 	c := client{t, s.URL}
 
-	if resp, _ := c.do("GET", "/api/v4/job", "", "JOB-TOKEN", "glcbt-seven"); resp.StatusCode != 401 {
-		t.Errorf("identity before any runner took the job: %d, want 401", resp.StatusCode)
+	if resp, _ := c.do("GET", "/api/v4/job", "", "JOB-TOKEN", "glcbt-seven"); resp.StatusCode != 401 || j.Status() != "pending" {
+		t.Errorf("identity before any runner took the job: %d (status %s), want 401", resp.StatusCode, j.Status())
 	}
 	resp, body := c.do("POST", "/api/v4/jobs/request", `{"token":"glrt-x","info":{}}`)
 	if resp.StatusCode != 201 || body != job {
@@ -87,6 +87,9 @@ func TestJobLifecycle(t *testing.T) {
 	if resp, _ := c.do("PUT", "/api/v4/jobs/7", put); resp.StatusCode != 200 {
 		t.Errorf("final PUT: %d", resp.StatusCode)
 	}
+	if st := j.Status(); st != "failed" {
+		t.Errorf("status = %q", st)
+	}
 	u, ok := j.Final()
 	if !ok || u.State != "failed" || u.FailureReason != "script_failure" || u.ExitCode != 3 || !u.TraceComplete {
 		t.Errorf("final = %+v %v", u, ok)
@@ -108,7 +111,7 @@ func TestCancelAndAbortMarkers(t *testing.T) {
 	c := client{t, s.URL}
 	c.do("POST", "/api/v4/jobs/request", `{}`)
 	j.CancelWhen("stop-here")
-	j.AbortWhen("give-up")
+	j.AbortWhen("give-up", Canceled)
 	if st := c.patch(0, "before stop-"); st.Header.Get("Job-Status") != "running" {
 		t.Errorf("Job-Status %q before the marker", st.Header.Get("Job-Status"))
 	}
@@ -129,6 +132,9 @@ func TestCancelAndAbortMarkers(t *testing.T) {
 	}
 	if u, _ := j.Final(); u.TraceComplete {
 		t.Error("a short trace counted as complete")
+	}
+	if st := j.Status(); st != "canceled" {
+		t.Errorf("status after an abort = %q", st)
 	}
 }
 
