@@ -88,7 +88,6 @@ type rig struct {
 	slack        *slacktest.Server
 	execConfig   string
 	runnerConfig string
-	opts         rigOptions
 }
 
 type rigOptions struct {
@@ -99,8 +98,6 @@ type rigOptions struct {
 	killGrace       string // executor.kill_grace; default "2s"
 	// prepareExec replaces prepare_exec (a wrapper that ends in the executor).
 	prepareExec string
-	// extra is appended to the executor config.
-	extra string
 	// spyDir, when set, puts testdata/spy.sh in front of every executor call, recording
 	// what each call received into spyDir.
 	spyDir string
@@ -133,7 +130,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		o.killGrace = "2s"
 	}
 	dir := t.TempDir()
-	r := &rig{t: t, dir: dir, gitlab: coordinatortest.New(t), slack: slacktest.New(t, slackToken), opts: o,
+	r := &rig{t: t, dir: dir, gitlab: coordinatortest.New(t), slack: slacktest.New(t, slackToken),
 		execConfig: filepath.Join(dir, "executor.toml"), runnerConfig: filepath.Join(dir, "runner.toml")}
 	exe := fmt.Sprintf(`[executor]
 builds_dir = %q
@@ -147,7 +144,7 @@ verify_identity = true
 api_url = %q
 progress_interval = "0s"
 `, filepath.Join(dir, "builds"), filepath.Join(dir, "cache"), filepath.Join(dir, "state"), o.killGrace,
-		r.gitlab.URL, r.slack.APIURL()) + fmt.Sprintf(policy, filepath.Join(dir, "audit.jsonl")) + o.extra
+		r.gitlab.URL, r.slack.APIURL()) + fmt.Sprintf(policy, filepath.Join(dir, "audit.jsonl"))
 	write(t, r.execConfig, exe)
 
 	exe, prepare := executorBin, executorBin
