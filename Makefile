@@ -27,10 +27,10 @@ REALRUNNER_BUILD ?= ../shared/realrunner/build.sh
 test-realrunner:
 	@runner="$${CHATOPS_GITLAB_RUNNER:-}"; \
 	if [ -z "$$runner" ]; then \
-		if [ ! -x "$(REALRUNNER_BUILD)" ]; then \
+		if [ ! -f "$(REALRUNNER_BUILD)" ]; then \
 			echo "test-realrunner: set CHATOPS_GITLAB_RUNNER to a minirunner binary, or provide $(REALRUNNER_BUILD)" >&2; exit 1; \
 		fi; \
-		runner=$$($(REALRUNNER_BUILD) | tail -n 1) || exit 1; \
+		runner=$$(bash $(REALRUNNER_BUILD) | tail -n 1) || exit 1; \
 	fi; \
 	echo "test-realrunner: $$runner"; \
 	CHATOPS_GITLAB_RUNNER="$$runner" $(GO) test -race -count=1 $(TESTFLAGS) ./e2e/realrunner/
