@@ -143,7 +143,7 @@ func runCheck(_ context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.stderr, "%s: %v\n", name, err)
 		return &exitError{code: exitFailure}
 	}
-	problems := append(cfg.Check(a.getenv), cfg.Locate(policy.Validate(cfg))...)
+	problems := cfg.Locate(append(cfg.Check(a.getenv), policy.Validate(cfg)...))
 	failed := false
 	for _, p := range problems {
 		fmt.Fprintf(a.stderr, "%s: config %s: %s\n", name, path, p)
