@@ -143,3 +143,7 @@ func slackTokenProblems(add func(string, string, ...any), key, where, tok string
 		add(key, "%s does not hold a Slack bot token (they start with xoxb-): use the app's Bot User OAuth Token from OAuth & Permissions", where)
 	}
 }
+
+// IsSlackChannelID reports whether s has the form of a Slack channel id (C…, G…, D…), as
+// CHAT_CHANNEL carries it.
+func IsSlackChannelID(s string) bool { return channelIDRe.MatchString(s) }

@@ -11,6 +11,7 @@ import (
 	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/failure"
 	"github.com/chatops-executor/chatops-executor/policy"
+	"github.com/chatops-executor/chatops-executor/preflight"
 	"github.com/chatops-executor/chatops-executor/stages"
 )
 
@@ -126,17 +127,17 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 }
 
 // runCheck validates the config file and the machine it describes, printing every problem
-// with its key and line. Exit 0 when the executor can run (warnings allowed), 1 otherwise.
-func runCheck(_ context.Context, a *app, args []string) error {
+// with its key and line; with --online it also asks Slack and GitLab (package preflight).
+// Exit 0 when the executor can run (warnings allowed), 1 otherwise.
+func runCheck(ctx context.Context, a *app, args []string) error {
 	fs := a.newFlags("check")
-	online := fs.Bool("online", false, "also ask Slack and GitLab: tokens valid, scopes granted, channels joined, GitLab reachable")
+	online := fs.Bool("online", false, "also ask Slack and GitLab: token valid with the needed scopes, the policy's channels joined, GitLab reachable, its version and what the token may do")
 	if err := a.parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("check takes no arguments, got %q", fs.Args())
 	}
-	_ = online
 	path := config.Resolve(a.configFlag, a.getenv)
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -149,10 +150,31 @@ func runCheck(_ context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.stderr, "%s: config %s: %s\n", name, path, p)
 		failed = failed || !p.Warning
 	}
+	if *online {
+		findings := preflight.Run(ctx, cfg, a.getenv, preflight.Options{})
+		for _, f := range findings {
+			switch {
+			case f.OK:
+				fmt.Fprintf(a.stdout, "%s: online: %s: %s\n", name, f.Service, f.Msg)
+			case f.Warning:
+				fmt.Fprintf(a.stderr, "%s: online: warning: %s: %s\n", name, f.Key, f.Msg)
+			default:
+				fmt.Fprintf(a.stderr, "%s: online: %s: %s\n", name, f.Key, f.Msg)
+			}
+			if !f.OK && f.Fix != "" {
+				fmt.Fprintf(a.stderr, "%s:   fix: %s\n", name, f.Fix)
+			}
+		}
+		failed = failed || preflight.Failed(findings)
+	}
 	if failed {
 		return &exitError{code: exitFailure}
 	}
-	fmt.Fprintf(a.stdout, "%s: config %s is valid\n", name, path)
+	if *online {
+		fmt.Fprintf(a.stdout, "%s: config %s is valid, and Slack and GitLab agree with it\n", name, path)
+	} else {
+		fmt.Fprintf(a.stdout, "%s: config %s is valid\n", name, path)
+	}
 	return nil
 }
 
