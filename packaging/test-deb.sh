@@ -95,13 +95,6 @@ if command -v systemd-analyze >/dev/null; then
 else
   say "systemd-analyze is not installed here: the unit files were NOT verified"
 fi
-if command -v logrotate >/dev/null; then
-  say "logrotate --debug the audit log's rotation"
-  logrotate --debug /etc/logrotate.d/chatops-executor
-else
-  say "logrotate is not installed here: its file was not checked"
-fi
-
 # An upgrade (here: the same package again) keeps the admin's edits of the config.
 echo "# edited by the admin" >>$etc/config.toml
 dpkg -i "$deb" >/dev/null 2>&1 || fail "reinstalling failed"
@@ -111,6 +104,23 @@ grep -q "edited by the admin" $etc/config.toml || fail "reinstalling overwrote t
 mkdir -p $lib/state/outbox
 echo '{}' >$lib/state/outbox/ci-data
 echo '{"decision":"allow"}' >$log/audit.jsonl
+
+if ! command -v logrotate >/dev/null && [ "${CI:-}" = true ]; then
+  apt-get install -y -q logrotate >/dev/null 2>&1 || say "could not install logrotate"
+fi
+if command -v logrotate >/dev/null; then
+  # A forced rotation, with a state file of its own: the line moves to audit.jsonl.1 whole,
+  # and a fresh, private audit.jsonl takes its place.
+  say "logrotate: rotate the audit log"
+  lrstate=$(mktemp)
+  logrotate --force --state "$lrstate" /etc/logrotate.d/chatops-executor
+  rm -f "$lrstate"
+  grep -q '"decision":"allow"' $log/audit.jsonl.1 || fail "the rotated audit log lost its line"
+  expect_mode $log/audit.jsonl "600 root"
+  [ ! -s $log/audit.jsonl ] || fail "the new audit log is not empty"
+else
+  say "logrotate is not installed here: its file was not checked"
+fi
 
 say "dpkg -r $pkg"
 dpkg -r "$pkg"
@@ -129,6 +139,7 @@ done
 [ -f $etc/config.toml ] || fail "dpkg -r removed the admin's config"
 say "removal left only the config ($etc, /etc/logrotate.d/chatops-executor) and the data ($lib/state, $log)"
 
+rm -f "$token"
 dpkg --purge "$pkg" >/dev/null
 installed=no
 [ ! -e $etc/config.toml ] || fail "dpkg --purge left $etc/config.toml"

@@ -9,7 +9,7 @@ case "$1" in
     # The admin's data stays: replies still waiting in the outbox and the audit log.
     for d in /var/lib/chatops-executor /var/log/chatops-executor; do
       if [ -d "$d" ] && [ -n "$(ls -A "$d" 2>/dev/null)" ]; then
-        echo "chatops-executor: kept $d (outbox, state and audit log); remove it yourself when done"
+        echo "chatops-executor: kept $d: it holds your data (replies waiting in the outbox, the audit log); remove it yourself when done"
       fi
     done
     ;;
