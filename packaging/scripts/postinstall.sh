@@ -8,11 +8,8 @@ case "$1" in
   2) first_install=no ;;
 esac
 
-# The directories hold raw job output, the reply outbox and the audit log: private to the
-# runner's user (root with gitlab-runner's own package). The package creates them; modes are
-# set again here because an admin may have loosened them.
-chmod 0700 /var/lib/chatops-executor/state /var/log/chatops-executor
-chmod 0600 /etc/chatops-executor/config.toml
+# The package itself creates the directories (state and log 0700, private to the runner's
+# user) and the config (0600); an admin who gave them to another user keeps that on upgrade.
 
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   systemctl daemon-reload || true
