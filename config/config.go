@@ -189,6 +189,27 @@ func Load(path string) (*Config, error) {
 // problem is reported at once: unknown keys and tables, values of the wrong type, and what
 // validate finds in the rest of the file.
 func Parse(path string, data []byte) (*Config, error) {
+	cfg, err := ParsePartial(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// LoadPartial is Load for `check`: see ParsePartial.
+func LoadPartial(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParsePartial(path, data)
+}
+
+// ParsePartial is Parse that also returns what could be decoded when the file has
+// problems: the keys with problems dropped, so `check` can go on to check the rest against
+// the host and report everything in one run. The config is nil only when the file is not
+// TOML at all. Never run jobs with a config that came with an error.
+func ParsePartial(path string, data []byte) (*Config, error) {
 	var raw map[string]any
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
 		return nil, &Error{Path: path, Problems: []Problem{decodeProblem(err)}}
@@ -224,7 +245,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		problems = append(problems, p)
 	}
 	if len(problems) > 0 {
-		return nil, &Error{Path: path, Problems: sortProblems(problems)}
+		return &cfg, &Error{Path: path, Problems: sortProblems(problems)}
 	}
 	return &cfg, nil
 }

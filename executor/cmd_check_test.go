@@ -41,3 +41,28 @@ func TestCheckOnline(t *testing.T) {
 		t.Errorf("bot not in channel: exit %d\nstderr:\n%s", code, stderr)
 	}
 }
+
+// A file with problems is still checked against the host: one run shows them all, each
+// once, with its line.
+func TestCheckReportsFileAndHostProblemsTogether(t *testing.T) {
+	dir := t.TempDir()
+	token := writeFile(t, dir, "token", "xoxb-1", 0o640)
+	cfg := writeFile(t, dir, "c.toml", "[executor]\nbuilds_dir = \""+dir+"/b\"\ncache_dir = \""+dir+"/c\"\nstate_dir = \""+dir+"/s\"\n"+
+		"[slack]\ntoken_file = \""+token+"\"\ninline_limit = \"big\"\n"+
+		"[[policy.rule]]\nname = \"a\"\njobs = \"status\"\nchannels = [\"#ops\"]\n", 0o600)
+	code, _, stderr := runCmd(t, env{}, "check", "--config", cfg)
+	for _, want := range []string{
+		"line 7: slack.inline_limit: got \"big\" (a string); write a number of characters",
+		"line 6: slack.token_file: secret file " + token + " is readable by its group (mode 0640)",
+		"line 8: policy.rule[1] (a).action: missing: every rule needs action",
+		"line 10: policy.rule[1] (a).jobs: got \"status\" (a string); write a list of globs, e.g. jobs = [\"status\"]",
+		"line 11: policy.rule[1] (a).channels: \"#ops\" is not a Slack channel id",
+	} {
+		if strings.Count(stderr, want) != 1 {
+			t.Errorf("want once: %s\nstderr:\n%s", want, stderr)
+		}
+	}
+	if code != 1 || strings.Count(stderr, "policy.rule[1] (a).action") != 1 {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+}

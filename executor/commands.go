@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -139,12 +140,27 @@ func runCheck(ctx context.Context, a *app, args []string) error {
 		return usagef("check takes no arguments, got %q", fs.Args())
 	}
 	path := config.Resolve(a.configFlag, a.getenv)
-	cfg, err := config.Load(path)
-	if err != nil {
+	// Every problem in one run: a file with problems is still checked against the host
+	// and the policy, with the keys that have problems left out.
+	cfg, err := config.LoadPartial(path)
+	var ce *config.Error
+	if err != nil && (cfg == nil || !errors.As(err, &ce)) {
 		fmt.Fprintf(a.stderr, "%s: %v\n", name, err)
 		return &exitError{code: exitFailure}
 	}
-	problems := cfg.Locate(append(cfg.Check(a.getenv), policy.Validate(cfg)...))
+	var problems []config.Problem
+	reported := map[string]bool{}
+	if ce != nil {
+		problems = ce.Problems
+		for _, p := range ce.Problems {
+			reported[p.Key] = true
+		}
+	}
+	for _, p := range cfg.Locate(append(cfg.Check(a.getenv), policy.Validate(cfg)...)) {
+		if !reported[p.Key] { // the file's own problem with a key says it best
+			problems = append(problems, p)
+		}
+	}
 	failed := false
 	for _, p := range problems {
 		fmt.Fprintf(a.stderr, "%s: config %s: %s\n", name, path, p)
