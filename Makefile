@@ -22,7 +22,7 @@ TESTFLAGS   ?=
 all: build
 
 build:
-	@[ -x $(BIN) ] || echo "make: building $(BIN) (the first build downloads and compiles the dependencies: a minute or two)"
+	@[ -x $(BIN) ] || echo "make: building $(BIN) (a first build may download and compile the dependencies: a minute or two)"
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./executor
 
 test:

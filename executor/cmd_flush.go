@@ -51,6 +51,13 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 	var poster delivery.Poster
 	token, err := cfg.SlackToken(a.getenv)
 	if err != nil {
+		// A host not set up yet (no token file) runs the flush timer too: with nothing to
+		// deliver, that is no failure.
+		if reps, serr := delivery.Open(cfg.Executor.StateDir, nil, delivery.Options{Budget: *budget}).Status(); serr == nil &&
+			len(flushFilterJobs(reps, jobs)) == 0 && !*discard {
+			fmt.Fprintln(a.stdout, "outbox is empty")
+			return nil
+		}
 		return fmt.Errorf("flush: slack token: %w", err)
 	}
 	if token != "" {
