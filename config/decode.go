@@ -185,7 +185,7 @@ func (w *walker) unknown(m map[string]any, k string, v any, key string, names []
 		}
 		w.add(full, findHeader(w.data, full), "unknown table [%s]%s (everything in it is ignored)", full, fix)
 	default:
-		fix := ""
+		fix := ": remove it (config.example.toml lists every key)"
 		if best != "" {
 			fix = fmt.Sprintf(` (did you mean "%s"?)`, best)
 		}

@@ -54,6 +54,9 @@ func checkGitLab(ctx context.Context, cfg *config.Config, opt Options) []Finding
 		ok("gitlab.url", "GitLab %s (revision %s) answers at %s", v.Version, v.Revision, g.URL)
 	case token == "" && errors.As(err, &ge) && ge.StatusCode == http.StatusUnauthorized:
 		ok("gitlab.url", "GitLab answers at %s (it tells its version only to a token)", g.URL)
+	case token != "" && errors.As(err, &ge) && ge.StatusCode == http.StatusForbidden:
+		// The token lacks an API scope: GitLab is there; TokenSelf says what the token may do.
+		ok("gitlab.url", "GitLab answers at %s (its version is not told to this token)", g.URL)
 	case errors.As(err, &ge) && ge.StatusCode == http.StatusUnauthorized:
 		fail("gitlab.token_file", tokFix, "GitLab answers at %s but rejects the token: %v", g.URL, err)
 		return out

@@ -245,6 +245,8 @@ func TestGitLabFailures(t *testing.T) {
 			"fail", "gitlab.token_file", "rejects the token"},
 		{"token without read_api", func(s *setup) { s.gitlab.Token.Scopes = []string{"read_repository"} },
 			"fail", "gitlab.token_file", `the token "chatops" has the scopes read_repository, not read_api`},
+		{"token without read_api: GitLab still found", func(s *setup) { s.gitlab.Token.Scopes = []string{"read_user"} },
+			"ok", "gitlab.url", "its version is not told to this token"},
 		{"inactive token", func(s *setup) { s.gitlab.Token.Active = false },
 			"fail", "gitlab.token_file", `the token "chatops" is not active`},
 		{"token expiring", func(s *setup) { s.gitlab.Token.ExpiresAt = "2026-12-05" },

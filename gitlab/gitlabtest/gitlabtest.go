@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,7 +43,8 @@ type Server struct {
 	// Users are the users the users API knows.
 	Users []gitlab.User
 	// Version is what GET /api/v4/version answers, to PrivateToken only (GitLab wants a
-	// token for it); "" answers 404, as a server that is not GitLab would.
+	// token for it, with the api or read_api scope when Token names its scopes: 403
+	// insufficient_scope otherwise); "" answers 404, as a server that is not GitLab would.
 	Version string
 	// Token is what GET /api/v4/personal_access_tokens/self says of PrivateToken; nil
 	// answers 404, as GitLab before 15.5 does.
@@ -110,6 +112,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case len(parts) == 1 && parts[0] == "version" && s.Version != "":
+		if s.Token != nil && !slices.Contains(s.Token.Scopes, "read_api") && !slices.Contains(s.Token.Scopes, "api") {
+			// As GitLab answers a token without an API scope.
+			reply(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope",
+				"error_description": "The request requires higher privileges than provided by the access token.", "scope": "api read_api"})
+			return
+		}
 		reply(w, http.StatusOK, map[string]any{"version": s.Version, "revision": "0123abcd", "kas": map[string]any{"enabled": false}})
 	case len(parts) == 2 && parts[0] == "personal_access_tokens" && parts[1] == "self" && s.Token != nil:
 		reply(w, http.StatusOK, s.Token)
