@@ -269,7 +269,7 @@ func decodeProblem(err error) Problem {
 		if key == "" {
 			key = "(syntax)"
 		}
-		msg := pe.Message
+		msg := "not valid TOML: " + pe.Message
 		if pe.Message == "" {
 			msg = err.Error()
 		}

@@ -55,7 +55,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key with suggestion and line", minimal + "shel = \"bash\"\n",
 			[]string{"line 6: executor.shel: unknown key (did you mean \"shell\"?)"}},
 		{"unknown table", minimal + "[slak]\ntoken_file = \"x\"\n",
-			[]string{"line 6: slak: unknown table [slak]: did you mean [slack]?"}},
+			[]string{"line 6: slak: unknown table [slak] (did you mean [slack]?): everything in it is ignored"}},
 		{"wrong type names key and line", minimal + "[slack]\ninline_limit = \"big\"\n",
 			[]string{"line 7", "inline_limit"}},
 		{"bare number duration", minimal + "[gitlab]\ntimeout = 10\n",
@@ -179,7 +179,7 @@ action = "allo"
 	if len(ce.Problems) != 2 {
 		t.Fatalf("want 2 problems, got %d:\n%v", len(ce.Problems), err)
 	}
-	if got, want := ce.Problems[0].String(), "line 6: policy.rules: unknown table [[policy.rules]]: did you mean [[policy.rule]]?, so its 2 entries at lines 6, 9 are ignored"; got != want {
+	if got, want := ce.Problems[0].String(), "line 6: policy.rules: unknown table [[policy.rules]] (did you mean [[policy.rule]]?): its 2 entries, at lines 6, 9, are ignored"; got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 	// The real rule keeps its own number and line.

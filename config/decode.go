@@ -167,23 +167,23 @@ func (w *walker) unknown(m map[string]any, k string, v any, key string, names []
 		lines := headerLines(w.data, full)
 		where := ""
 		if len(lines) > 0 {
-			where = fmt.Sprintf(" at line%s %s", plural(len(lines)), joinInts(lines))
+			where = fmt.Sprintf(", at line%s %s,", plural(len(lines)), joinInts(lines))
 		}
 		fix := ""
 		if best != "" {
-			fix = fmt.Sprintf(": did you mean [[%s]]?", joinKey(key, best))
+			fix = fmt.Sprintf(" (did you mean [[%s]]?)", joinKey(key, best))
 		}
 		line := 0
 		if len(lines) > 0 {
 			line = lines[0]
 		}
-		w.add(full, line, "unknown table [[%s]]%s, so its %d entr%s%s %s ignored", full, fix, len(tv), pluralY(len(tv)), where, isAre(len(tv)))
+		w.add(full, line, "unknown table [[%s]]%s: its %d entr%s%s %s ignored", full, fix, len(tv), pluralY(len(tv)), where, isAre(len(tv)))
 	case map[string]any:
 		fix := ""
 		if best != "" {
-			fix = fmt.Sprintf(": did you mean [%s]?", joinKey(key, best))
+			fix = fmt.Sprintf(" (did you mean [%s]?)", joinKey(key, best))
 		}
-		w.add(full, findHeader(w.data, full), "unknown table [%s]%s (everything in it is ignored)", full, fix)
+		w.add(full, findHeader(w.data, full), "unknown table [%s]%s: everything in it is ignored", full, fix)
 	default:
 		fix := ": remove it (config.example.toml lists every key)"
 		if best != "" {
