@@ -36,8 +36,12 @@ mkdir -p "$stage/packaging/systemd"
 cp "$bin" README.md LICENSE CHANGELOG.md config.example.toml slack-app-manifest.yml "$stage/"
 cp packaging/config.toml packaging/logrotate "$stage/packaging/"
 cp packaging/systemd/* "$stage/packaging/systemd/"
+# The same commit gives the same bytes: every timestamp is the commit's (nfpm reads
+# SOURCE_DATE_EPOCH), and gzip records no name or time.
+export SOURCE_DATE_EPOCH
+SOURCE_DATE_EPOCH=$(date -u -d "$DATE" +%s)
 tar -C "$out/build" --owner=0 --group=0 --numeric-owner --sort=name \
-  --mtime="$DATE" -czf "$out/$base.tar.gz" "$base"
+  --mtime="@$SOURCE_DATE_EPOCH" -cf - "$base" | gzip -n -9 >"$out/$base.tar.gz"
 
 for pkg in deb rpm; do
   VERSION=$pkgversion ARCH=$arch "$NFPM" package \
