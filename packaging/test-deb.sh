@@ -38,6 +38,7 @@ cleanup() {
   if [ $status -eq 0 ]; then say "passed"; else say "failed (exit $status); the package was purged"; fi
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM HUP
 
 # Every directory the package names that exists before it is installed (/etc, /usr/bin…) is
 # the system's: removal must leave those, and only those plus config and data.
