@@ -116,7 +116,7 @@ func tokenFileProblems(add func(string, string, ...any), key, path string) (stri
 	}
 	fi, err := os.Stat(path)
 	if err == nil && fi.Mode().Perm()&0o070 != 0 {
-		add(key, "secret file %s is readable by its group (mode %04o): every member can use the token; chmod 600 it", path, fi.Mode().Perm())
+		add(key, "secret file %s is readable by its group (mode %04o): every member can use the token; chmod 600 it, owned by the user the executor runs as", path, fi.Mode().Perm())
 	}
 	if m := assignmentRe.FindStringSubmatch(tok); m != nil {
 		add(key, "secret file %s holds %s=…, an environment assignment: the whole line would be sent as the token; put only the token in the file", path, m[1])

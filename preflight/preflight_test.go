@@ -36,6 +36,7 @@ type setup struct {
 	slackURL, gitlabURL string
 	slackTok, glTok     string
 	rules               string
+	env                 map[string]string
 }
 
 func newSetup(t *testing.T) *setup {
@@ -90,7 +91,7 @@ func (s *setup) run() []Finding {
 		s.t.Fatalf("config: %v\n%s", err, text)
 	}
 	now := func() time.Time { return time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC) }
-	return Run(context.Background(), cfg, func(string) string { return "" }, Options{Timeout: 5 * time.Second, Now: now})
+	return Run(context.Background(), cfg, func(k string) string { return s.env[k] }, Options{Timeout: 5 * time.Second, Now: now})
 }
 
 func dump(fs []Finding) string {
@@ -202,6 +203,10 @@ func TestSlackFailures(t *testing.T) {
 		}, "fail", "policy.rule[1] (deploys).channels", "channel #ops (C0OPS0001) is archived", ""},
 		{"no channels:read", func(s *setup) { s.slack.SetScopes("chat:write", "files:write", "groups:read") },
 			"fail", "policy.rule[1] (deploys).channels", "cannot look channel C0OPS0001 up: the bot lacks the channels:read scope", ""},
+		{"token from the environment", func(s *setup) { s.slackTok, s.env = "", map[string]string{"SLACK_BOT_TOKEN": slackToken} },
+			"ok", "slack.token_file", "token valid: bot @chatops", ""},
+		{"wrong token from the environment", func(s *setup) { s.slackTok, s.env = "", map[string]string{"SLACK_BOT_TOKEN": "xoxb-env-wrong"} },
+			"fail", "slack.token_file", "Slack refuses the token (invalid_auth)", "token valid"},
 		{"no token", func(s *setup) { s.slackTok = "" },
 			"warning", "slack.token_file", "no Slack token, so nothing to ask Slack", "token valid"},
 	}
