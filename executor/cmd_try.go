@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -37,20 +36,15 @@ const tryServerURL = "https://gitlab.example.com"
 // runTry runs one chat job from a .gitlab-ci.yml through this executor's own
 // config/prepare/run/cleanup, under the runner emulator, and shows the reply.
 func runTry(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("try", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := a.newFlags("try")
 	ciFile := fs.String("ci", ".gitlab-ci.yml", "the CI file")
 	channel := fs.String("channel", "C0LOCALTRY", "CHAT_CHANNEL: the Slack channel id")
 	user := fs.String("user", "", "GITLAB_USER_LOGIN: who asks (default $USER)")
 	chatUser := fs.String("chat-user", "U0LOCALTRY", "CHAT_USER_ID: the requester's Slack id")
 	project := fs.String("project", "", "the project's path (default local/<directory of the CI file>)")
 	play := fs.Bool("play", false, "run a when: manual job")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(a.stdout, "usage: %s [--config FILE] try [--ci FILE] [--channel ID] [--user NAME] [--chat-user ID] [--project PATH] [--play] JOB [INPUT…]\n", name)
-			return nil
-		}
-		return usagef("try: %v", err)
+	if err := a.parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() == 0 {
 		return usagef("try needs a JOB name: try [--ci FILE] [--channel ID] [--user NAME] [--play] JOB [INPUT…]")

@@ -21,6 +21,11 @@
 //     method UploadMethod
 //   - files.completeUploadExternal (files, channel_id or channels, initial_comment,
 //     thread_ts): shares the uploaded files as one message
+//   - auth.test: the bot and workspace (SetIdentity), with the token's scopes in the
+//     X-OAuth-Scopes header (SetScopes; DefaultScopes unless set)
+//   - conversations.info (channel): the channels made with AddChannel, is_member included;
+//     a private channel the bot is not in, or any other, is channel_not_found, and without
+//     channels:read (groups:read for a private channel) it is missing_scope
 //
 // A request without a token is answered not_authed, one with a wrong token invalid_auth.
 // Any other method is unknown_method.
@@ -86,6 +91,49 @@ type Server struct {
 	nextTS     int
 	nextFile   int
 	uploadHost string
+	scopes     []string
+	bot        Bot
+	team       Team
+	channels   map[string]Channel
+}
+
+// DefaultScopes are the scopes auth.test reports until SetScopes: the ones
+// slack-app-manifest.yml grants.
+var DefaultScopes = []string{"chat:write", "files:write", "channels:read", "groups:read"}
+
+// Bot is the bot user auth.test names.
+type Bot struct{ ID, Name, BotID string }
+
+// Team is the workspace auth.test names.
+type Team struct{ ID, Name, Domain string }
+
+// Channel is a channel conversations.info knows.
+type Channel struct {
+	Name     string
+	Private  bool
+	Member   bool // the bot is in it
+	Archived bool
+}
+
+// SetScopes sets the scopes auth.test reports for the token (and conversations.info checks).
+func (s *Server) SetScopes(scopes ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scopes = slices.Clone(scopes)
+}
+
+// SetIdentity sets the bot user and workspace auth.test answers with.
+func (s *Server) SetIdentity(bot Bot, team Team) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bot, s.team = bot, team
+}
+
+// AddChannel makes channel id known to conversations.info.
+func (s *Server) AddChannel(id string, ch Channel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.channels[id] = ch
 }
 
 // upload is a file between files.getUploadURLExternal and its completion.
@@ -105,7 +153,9 @@ func Start(token string) (*Server, error) {
 		return nil, errors.New("slackrecorder: empty token")
 	}
 	s := &Server{token: token, faults: map[string][]Fault{}, always: map[string]Fault{},
-		uploads: map[string]*upload{}}
+		uploads: map[string]*upload{}, scopes: slices.Clone(DefaultScopes), channels: map[string]Channel{},
+		bot:  Bot{ID: "U0BOT0001", Name: "chatops", BotID: "B0BOT0001"},
+		team: Team{ID: "T0TEAM001", Name: "Example", Domain: "example"}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("slackrecorder: %w", err)

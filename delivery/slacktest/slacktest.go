@@ -29,6 +29,12 @@ type (
 	File = slackrecorder.File
 	// TokenCheck says how a request's credential compared to the server's token.
 	TokenCheck = slackrecorder.TokenCheck
+	// Bot is the bot user auth.test names.
+	Bot = slackrecorder.Bot
+	// Team is the workspace auth.test names.
+	Team = slackrecorder.Team
+	// Channel is a channel conversations.info knows.
+	Channel = slackrecorder.Channel
 )
 
 // Method names and token checks, as in slackrecorder.
@@ -40,8 +46,10 @@ const (
 	TokenWrong   = slackrecorder.TokenWrong
 )
 
-// Faults, as in slackrecorder.
+// Faults and defaults, as in slackrecorder.
 var (
+	DefaultScopes = slackrecorder.DefaultScopes
+
 	RateLimited = slackrecorder.RateLimited
 	HTTPError   = slackrecorder.HTTPError
 	SlackError  = slackrecorder.SlackError
