@@ -97,45 +97,6 @@ type Server struct {
 	channels   map[string]Channel
 }
 
-// DefaultScopes are the scopes auth.test reports until SetScopes: the ones
-// slack-app-manifest.yml grants.
-var DefaultScopes = []string{"chat:write", "files:write", "channels:read", "groups:read"}
-
-// Bot is the bot user auth.test names.
-type Bot struct{ ID, Name, BotID string }
-
-// Team is the workspace auth.test names.
-type Team struct{ ID, Name, Domain string }
-
-// Channel is a channel conversations.info knows.
-type Channel struct {
-	Name     string
-	Private  bool
-	Member   bool // the bot is in it
-	Archived bool
-}
-
-// SetScopes sets the scopes auth.test reports for the token (and conversations.info checks).
-func (s *Server) SetScopes(scopes ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.scopes = slices.Clone(scopes)
-}
-
-// SetIdentity sets the bot user and workspace auth.test answers with.
-func (s *Server) SetIdentity(bot Bot, team Team) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.bot, s.team = bot, team
-}
-
-// AddChannel makes channel id known to conversations.info.
-func (s *Server) AddChannel(id string, ch Channel) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.channels[id] = ch
-}
-
 // upload is a file between files.getUploadURLExternal and its completion.
 type upload struct {
 	filename string
@@ -243,72 +204,6 @@ func (s *Server) SetUploadHost(host string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.uploadHost = host
-}
-
-// Fault is one misbehaviour for one call. Status or Error make the call fail; Delay alone
-// makes it slow: Slack acts on the call at once but answers only after Delay (or when the
-// client gives up), which a client with a shorter timeout cannot tell from a lost call.
-type Fault struct {
-	// Status, when not zero, is the HTTP status to answer (429, 500, 503…) with an HTML
-	// body, as Slack's front end does.
-	Status int
-	// RetryAfter is the Retry-After header sent with Status, in seconds ("7"). slack-go
-	// needs it to recognise a 429 as a rate limit.
-	RetryAfter string
-	// Error, when not empty (and Status is zero), is answered as {"ok":false,"error":Error}
-	// with HTTP 200.
-	Error string
-	// Delay holds the answer back this long, or until the client goes away.
-	Delay time.Duration
-	// AfterEffect makes Slack act on the call (post the message…) before failing with
-	// Status or Error: the ambiguous case of a call that worked but did not look so.
-	AfterEffect bool
-}
-
-// RateLimited is a 429 answer with Retry-After set to retryAfter in whole seconds.
-func RateLimited(retryAfter time.Duration) Fault {
-	return Fault{Status: http.StatusTooManyRequests, RetryAfter: fmt.Sprint(int64(retryAfter / time.Second))}
-}
-
-// HTTPError is an answer with HTTP status code (500, 502, 503…).
-func HTTPError(code int) Fault { return Fault{Status: code} }
-
-// SlackError is an ok:false answer with Slack's error code ("not_in_channel",
-// "internal_error"…).
-func SlackError(code string) Fault { return Fault{Error: code} }
-
-// Slow is a call that Slack acts on at once but answers only after d.
-func Slow(d time.Duration) Fault { return Fault{Delay: d} }
-
-func (f Fault) failing() bool { return f.Status != 0 || f.Error != "" }
-
-// Fail queues faults for method's next calls, one per call, in order; later calls are
-// answered normally again (or by FailAlways). method is a Web API method such as
-// "chat.postMessage", UploadMethod, or AnyMethod.
-func (s *Server) Fail(method string, faults ...Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults[method] = append(s.faults[method], faults...)
-}
-
-// FailAlways applies f to every call of method once the faults queued by Fail ran out.
-// The zero Fault turns it off.
-func (s *Server) FailAlways(method string, f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if f == (Fault{}) {
-		delete(s.always, method)
-	} else {
-		s.always[method] = f
-	}
-}
-
-// Heal drops every fault set by Fail and FailAlways.
-func (s *Server) Heal() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = map[string][]Fault{}
-	s.always = map[string]Fault{}
 }
 
 // nextFault takes the fault for a call of method. s.mu is held.
