@@ -435,8 +435,11 @@ func TestRunCancelBeforeUserScript(t *testing.T) {
 
 func TestRunJobTimeout(t *testing.T) {
 	f := newFixture(t, "FAKE_TRAP=1")
+	// The timeout must fall in the user script: on a loaded machine config, prepare and
+	// the first stages can take more than a second, and a 1 s timeout then hit
+	// prepare_script instead (seen in one of six full runs).
 	res, err := f.runner.Run(context.Background(), Job{
-		Response: loadResponse(t), Timeout: time.Second,
+		Response: loadResponse(t), Timeout: 5 * time.Second,
 		Script: []string{"sleep 30"}, AfterScript: []string{"echo after"},
 	})
 	if err != nil {
@@ -446,7 +449,7 @@ func TestRunJobTimeout(t *testing.T) {
 	if got := stages(res.Calls); !slices.Equal(got, want) {
 		t.Errorf("calls = %q, want %q", got, want)
 	}
-	if res.FailureReason != JobExecutionTimeout || res.Err == nil || res.Err.Error() != "execution took longer than 1s seconds" {
+	if res.FailureReason != JobExecutionTimeout || res.Err == nil || res.Err.Error() != "execution took longer than 5s seconds" {
 		t.Errorf("reason %q err %v", res.FailureReason, res.Err)
 	}
 	if !bytes.Contains(res.RawTrace, []byte("step_script could not run to completion because the timeout was exceeded")) {
