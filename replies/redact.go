@@ -9,10 +9,33 @@ import (
 // Mask replaces every secret in a reply, as in GitLab's masked job log.
 const Mask = "[MASKED]"
 
-// defaultTokenPrefixes are always masked, whatever the job's
-// features.token_mask_prefixes say: gitlab-runner adds "glpat-" the same way
-// (common/buildlogger/internal/tokensanitizer DefaultTokenPrefixes).
-var defaultTokenPrefixes = []string{"glpat-"}
+// alwaysTokenPrefixes are masked whatever the job says: gitlab-runner adds
+// "glpat-" to every job's list (common/buildlogger/internal/tokensanitizer
+// DefaultTokenPrefixes).
+var alwaysTokenPrefixes = []string{"glpat-"}
+
+// allDefaultTokenPrefixes are the other prefixes gitlab-runner 19.4 masks
+// while the feature flag FF_MASK_ALL_DEFAULT_TOKENS is on, its default
+// (tokensanitizer allTokenPrefixes).
+var allDefaultTokenPrefixes = []string{
+	"gloas-", "gldt-", "glrt-", "glcbt-", "glrtr-", "glptt-", "glft-", "glimt-",
+	"glagent-", "glsoat-", "glffct-", "_gitlab_session=", "gltok-",
+}
+
+// extraTokenPrefixes are masked beyond what the runner masks: "GR1348941"
+// starts the runner registration tokens GitLab issued before glrt- tokens,
+// which a job has no business printing.
+var extraTokenPrefixes = []string{"GR1348941"}
+
+// DefaultTokenPrefixes are the prefixes masked in every job, as
+// gitlab-runner's DefaultTokenPrefixes(maskAll) plus extraTokenPrefixes.
+func DefaultTokenPrefixes(maskAll bool) []string {
+	p := slices.Clone(alwaysTokenPrefixes)
+	if maskAll {
+		p = append(p, allDefaultTokenPrefixes...)
+	}
+	return append(p, extraTokenPrefixes...)
+}
 
 // urlParamKeys are the query parameters gitlab-runner's urlsanitizer masks
 // (common/buildlogger/internal/urlsanitizer), matched case-insensitively
@@ -31,11 +54,15 @@ type Secrets struct {
 	// as the runner does; unlike GitLab, short values are masked too.
 	Values []string
 	// TokenPrefixes are features.token_mask_prefixes from the job response.
-	// "glpat-" is always added, as the runner does. The token is the prefix
-	// plus the run of [A-Za-z0-9_.=-] after it; like the runner, the prefix
-	// stays visible ("glpat-[MASKED]") and a prefix with no run is left
-	// alone.
+	// DefaultTokenPrefixes are always added, as the runner does. The token is
+	// the prefix plus the run of [A-Za-z0-9_.=-] after it; like the runner,
+	// the prefix stays visible ("glpat-[MASKED]") and a prefix with no run is
+	// left alone.
 	TokenPrefixes []string
+	// OnlyPATPrefix is set when the job turned FF_MASK_ALL_DEFAULT_TOKENS
+	// off: then, like the runner, only "glpat-" (and the job's own prefixes)
+	// are masked by prefix. The zero value masks all of them.
+	OnlyPATPrefix bool
 }
 
 // tokenByte is the runner's token alphabet (tokensanitizer): after a prefix,
@@ -164,6 +191,14 @@ func lower(c byte) byte {
 	return c
 }
 
+// What release does with a held byte.
+const (
+	keep         uint8 = iota
+	masked             // part of a secret: becomes (part of) one [MASKED]
+	keepThenMask       // the '=' of a sensitive URL parameter: [MASKED] follows it
+	dropped            // may be part of a secret whose rest was cut off (CloseCut)
+)
+
 // redactOutMax bounds the Redactor's output buffer before it is written.
 const redactOutMax = 32 << 10
 
@@ -188,7 +223,7 @@ type Redactor struct {
 	runURL bool      // inside a sensitive URL parameter value
 	start  [256]bool // bytes that can begin a match (either automaton)
 	hold   []byte
-	hmask  []bool
+	hmask  []uint8 // per held byte: keep, masked, or keepThenMask
 	hoff   int
 	inMask bool // the last byte released was masked
 	out    []byte
@@ -205,7 +240,7 @@ func NewRedactor(w io.Writer, s Secrets) *Redactor {
 		}
 	}
 	var prefixes []string
-	for _, p := range append(slices.Clone(defaultTokenPrefixes), s.TokenPrefixes...) {
+	for _, p := range append(DefaultTokenPrefixes(!s.OnlyPATPrefix), s.TokenPrefixes...) {
 		if p = strings.TrimSpace(p); p != "" {
 			prefixes = append(prefixes, p)
 		}
@@ -303,18 +338,18 @@ func (r *Redactor) flushOut() {
 // be part of a match.
 func (r *Redactor) push(c byte) {
 	r.hold = append(r.hold, c)
-	r.hmask = append(r.hmask, false)
+	r.hmask = append(r.hmask, keep)
 	idx := len(r.hold) - 1
 	if r.runTok {
 		if tokenByte[c] {
-			r.hmask[idx] = true
+			r.hmask[idx] = masked
 		} else {
 			r.runTok = false
 		}
 	}
 	if r.runURL {
 		if urlValueByte(c) {
-			r.hmask[idx] = true
+			r.hmask[idx] = masked
 		} else {
 			r.runURL = false
 		}
@@ -325,7 +360,7 @@ func (r *Redactor) push(c byte) {
 		// The automaton's depth before this byte was at least valLen-1, so
 		// the whole match is still held.
 		for k := idx - int(n1.valLen) + 1; k <= idx; k++ {
-			r.hmask[k] = true
+			r.hmask[k] = masked
 		}
 	}
 	if n1.prefix {
@@ -334,7 +369,12 @@ func (r *Redactor) push(c byte) {
 	r.s2 = r.ci.next(r.s2, c)
 	n2 := &r.ci.nodes[r.s2]
 	if n2.prefix {
+		// The runner writes [MASKED] after the '=' even when the value is
+		// empty ("?x-amz-credential=&…" → "…=[MASKED]&…").
 		r.runURL = true
+		if r.hmask[idx] == keep {
+			r.hmask[idx] = keepThenMask
+		}
 	}
 	r.release(len(r.hold) - int(max(n1.depth, n2.depth)))
 }
@@ -342,15 +382,21 @@ func (r *Redactor) push(c byte) {
 // release moves held bytes before index upto to the output.
 func (r *Redactor) release(upto int) {
 	for k := r.hoff; k < upto; k++ {
-		if r.hmask[k] {
+		switch r.hmask[k] {
+		case masked:
 			if !r.inMask {
 				r.out = append(r.out, Mask...)
 				r.inMask = true
 			}
-			continue
+		case keepThenMask:
+			r.out = append(r.out, r.hold[k])
+			r.out = append(r.out, Mask...)
+			r.inMask = true
+		case dropped:
+		default:
+			r.out = append(r.out, r.hold[k])
+			r.inMask = false
 		}
-		r.out = append(r.out, r.hold[k])
-		r.inMask = false
 	}
 	if upto > r.hoff {
 		r.hoff = upto
@@ -372,6 +418,19 @@ func (r *Redactor) Close() error {
 	r.s1, r.s2, r.runTok, r.runURL = 0, 0, false, false
 	r.flushOut()
 	return r.err
+}
+
+// CloseCut is Close for a stream that was cut short: the held-back bytes
+// may be the first part of a secret whose rest was cut off, so they are
+// dropped instead of released. A token or URL parameter value in progress
+// is masked as at Close.
+func (r *Redactor) CloseCut() error {
+	for k := r.hoff; k < len(r.hold); k++ {
+		if r.hmask[k] == keep {
+			r.hmask[k] = dropped
+		}
+	}
+	return r.Close()
 }
 
 // Redact masks secrets in s; a convenience for short strings.

@@ -213,7 +213,7 @@ func (t *term) split() {
 		}
 	}
 	if !t.dropLine {
-		t.c.emitLine(t.seg[:cut])
+		t.c.emitPart(t.seg[:cut])
 	}
 	n := copy(t.seg, t.seg[cut:])
 	t.seg = t.seg[:n]
