@@ -3,6 +3,7 @@ package replies
 import (
 	"bytes"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -68,6 +69,7 @@ type Cleaner struct {
 	red   *Redactor
 	split lineSplitter
 	esc   slackEscaper
+	open  []string // sections started and not yet ended, outermost first
 	// dropRest: the split line being written is the runner's build_script
 	// warning, dropped whole.
 	dropRest bool
@@ -329,13 +331,31 @@ type cleanSink Cleaner
 
 func (s *cleanSink) content(p []byte) { s.term.write(p) }
 
+// marker ends the line at a section marker, as GitLab's log view does
+// (Gitlab::Ci::Ansi2json: "Hello" + section_start + "world!" is two lines):
+// every start marker, and the end marker of a section that is open; an end
+// marker of a section that never started is ignored there, so it does not
+// break the line here either.
 func (s *cleanSink) marker(start bool, name, _ []byte) {
 	t := &s.term
+	if start {
+		if len(s.open) < maxOpenSections {
+			s.open = append(s.open, string(name))
+		}
+		t.breakLine()
+	} else if i := slices.Index(s.open, string(name)); i >= 0 {
+		s.open = s.open[:i]
+		t.breakLine()
+	}
 	t.marked = true
 	if s.opts.DropCommands && isStepSection(name) {
 		t.dropSection = start
 	}
 }
+
+// maxOpenSections bounds the sections the Cleaner remembers as open; a job
+// that opens more only loses line breaks at the surplus end markers.
+const maxOpenSections = 64
 
 // isStepSection matches the sections the runner wraps a multi-line command
 // echo in (shells/abstract.go writeMultilineCommand: "section_" + prefix +

@@ -274,7 +274,10 @@ func (s *Stages) buildOutput(st State, secrets replies.Secrets, status replies.S
 	// Echoed commands are dropped from a chat_reply section too: a section that spans
 	// several commands would otherwise carry the runner's "$ command" lines, which GitLab
 	// keeps and nobody wants in chat.
-	cleaner := replies.NewCleaner(w, replies.CleanOptions{Plain: true, Secrets: secrets, DropCommands: true})
+	// GitLab drops the first line of the chat_reply section (the rest of the start
+	// marker's line; Gitlab::Chat::Output#without_executed_command_line): so do we.
+	cleaner := replies.NewCleaner(w, replies.CleanOptions{Plain: true, Secrets: secrets, DropCommands: true,
+		DropFirstLine: source == replies.FromChatReply})
 	err = copySpool(cleaner, raw)
 	if cerr := cleaner.Close(); err == nil {
 		err = cerr
