@@ -1,8 +1,6 @@
 package tryjob
 
 import (
-	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 )
@@ -180,26 +178,4 @@ func refMatches(pattern, ref string) (bool, error) {
 		pattern = pattern[:i] // ref@project: the project is this one
 	}
 	return pattern == ref, nil
-}
-
-// compileSlashRegexp compiles GitLab's /pattern/flags form (flags: i, m, s).
-func compileSlashRegexp(s string) (*regexp.Regexp, error) {
-	end := strings.LastIndex(s, "/")
-	if !strings.HasPrefix(s, "/") || end <= 0 {
-		return nil, fmt.Errorf("bad regexp %s", s)
-	}
-	body, flags := s[1:end], s[end+1:]
-	for _, c := range flags {
-		if !strings.ContainsRune("ims", c) {
-			return nil, fmt.Errorf("bad regexp flags in %s", s)
-		}
-	}
-	if flags != "" {
-		body = "(?" + flags + ")" + body
-	}
-	re, err := regexp.Compile(body)
-	if err != nil {
-		return nil, fmt.Errorf("bad regexp %s: %v", s, err)
-	}
-	return re, nil
 }
