@@ -55,7 +55,11 @@ func (f *File) evalRules(name string, v any, vars map[string]string) (bool, stri
 
 // workflowAllows applies workflow:rules, which decide whether there is a pipeline at all.
 func (f *File) workflowAllows(vars map[string]string) (bool, error) {
-	w, ok := f.top["workflow"].(map[string]any)
+	rw, err := f.resolved("workflow")
+	if err != nil {
+		return false, err
+	}
+	w, ok := rw.(map[string]any)
 	if !ok {
 		return true, nil
 	}
@@ -66,13 +70,6 @@ func (f *File) workflowAllows(vars map[string]string) (bool, error) {
 	in, _, _, err := f.evalRules("workflow", rules, vars)
 	return in, err
 }
-
-// refKeywords are only/except keywords; chatKeywords those a chat pipeline on a branch
-// matches.
-var (
-	refKeywords  = []string{"api", "branches", "chat", "external", "external_pull_requests", "merge_requests", "pipelines", "pushes", "schedules", "tags", "triggers", "web"}
-	chatKeywords = []string{"chat", "branches"}
-)
 
 // onlyExcept applies only and except. Without either, GitLab's default is
 // only: [branches, tags], which a chat pipeline (on the default branch) matches.
@@ -149,7 +146,7 @@ func (f *File) policyMatches(name, key string, v any, ref string, vars map[strin
 			if !ok {
 				return false, f.errorf("job %q: %s entries must be strings", name, key)
 			}
-			ok, err := refMatches(s, ref)
+			ok, err := refMatches(s, ref, vars["CI_PROJECT_PATH"])
 			if err != nil {
 				return false, f.errorf("job %q: %s: %v", name, key, err)
 			}
@@ -163,9 +160,20 @@ func (f *File) policyMatches(name, key string, v any, ref string, vars map[strin
 	return !slices.Contains(conds, false), nil
 }
 
-func refMatches(pattern, ref string) (bool, error) {
-	if slices.Contains(refKeywords, pattern) {
-		return slices.Contains(chatKeywords, pattern), nil
+// refMatches is GitLab's Build::Policy::Refs for one pattern in a chat pipeline, which
+// runs on a branch (the default one): "pattern@group/project" holds only in that project;
+// "branches", the source "chat" and its plural "chats" hold; a /regexp/ is matched against
+// the ref, anything else compared with it.
+func refMatches(pattern, ref, project string) (bool, error) {
+	if p, path, ok := strings.Cut(pattern, "@"); ok {
+		if path != project {
+			return false, nil
+		}
+		pattern = p
+	}
+	switch pattern {
+	case "branches", "chat", "chats":
+		return true, nil
 	}
 	if strings.HasPrefix(pattern, "/") {
 		re, err := compileSlashRegexp(pattern)
@@ -173,9 +181,6 @@ func refMatches(pattern, ref string) (bool, error) {
 			return false, err
 		}
 		return re.MatchString(ref), nil
-	}
-	if i := strings.Index(pattern, "@"); i >= 0 {
-		pattern = pattern[:i] // ref@project: the project is this one
 	}
 	return pattern == ref, nil
 }
