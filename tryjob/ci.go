@@ -127,6 +127,9 @@ type Var struct {
 	Key, Value string
 	// Raw is expand: false: the runner must not expand $references in Value.
 	Raw bool
+	// Masked is a masked CI/CD variable (try --masked): the runner and the executor hide
+	// its value.
+	Masked bool
 }
 
 // Job is a job as the runner would receive it.
@@ -137,6 +140,16 @@ type Job struct {
 	Variables []Var
 	// Warnings are one line for each keyword the run ignores, saying what it does instead.
 	Warnings []string
+}
+
+// AddVariables adds CI/CD variables as a project's settings define them (try --var,
+// --masked): they beat the file's variables of the same name, as in GitLab.
+func (j *Job) AddVariables(vars []Var) {
+	for _, v := range vars {
+		j.Variables = slices.DeleteFunc(j.Variables, func(o Var) bool { return o.Key == v.Key })
+		j.Variables = append(j.Variables, v)
+	}
+	slices.SortFunc(j.Variables, func(a, b Var) int { return strings.Compare(a.Key, b.Key) })
 }
 
 // notScheduled is GitLab's answer when a chat command finds no job to run: a pipeline
