@@ -216,7 +216,7 @@ func (s *Stages) reply(ctx context.Context, j *job.Response, st State, o Outcome
 		case out.Upload:
 			msgs = append(msgs, delivery.Message{
 				Kind: delivery.KindUpload, ThreadOf: thread, Channel: c.channel, Text: body,
-				Filename: fmt.Sprintf("%s-%d.txt", safeName(j.Info.Name), j.ID),
+				Filename: fmt.Sprintf("%s-%d.txt", safeName(replies.Redact(j.Info.Name, c.secrets)), j.ID),
 				Title:    fmt.Sprintf("Output of %s (job #%d)", replies.Redact(j.Info.Name, c.secrets), j.ID), Content: text,
 			})
 		case body != "":
