@@ -190,3 +190,25 @@ func checkFilesClean(t *testing.T, dir string) {
 		return nil
 	})
 }
+
+// A job that turns FF_MASK_ALL_DEFAULT_TOKENS off sees its gldt- token in the job log, as
+// the runner shows it, and the reply matches the log; glpat- stays masked in both.
+func TestMaskAllDefaultTokensOffMatchesTheJobLog(t *testing.T) {
+	h := newHost(t, allowAll)
+	var r map[string]any
+	if err := json.Unmarshal(response(t, 332, map[string]string{"FF_MASK_ALL_DEFAULT_TOKENS": "false"}), &r); err != nil {
+		t.Fatal(err)
+	}
+	r["features"].(map[string]any)["token_mask_prefixes"] = []string{}
+	resp, _ := json.Marshal(r)
+	res := h.run(context.Background(), emulator.Job{Response: resp, Script: []string{
+		`echo "deploy token ` + deployToken + `"`, `echo "pat glpat-abcdefghij0123456789"`}})
+	if !bytes.Contains(res.Trace, []byte(deployToken)) || bytes.Contains(res.Trace, []byte("glpat-abcdef")) {
+		t.Fatalf("the emulated runner's log does not show what this test expects:\n%s", res.Trace)
+	}
+	start := channel(t, h.slack, 1)[0]
+	thread := h.slack.Thread("C0123ABCD", start.TS)
+	if want := "```\ndeploy token " + deployToken + "\npat glpat-[MASKED]\n```"; len(thread) != 1 || thread[0].Text != want {
+		t.Errorf("reply:\n%s\nwant %q", h.slack, want)
+	}
+}
