@@ -279,8 +279,23 @@ type lineSplitter struct {
 }
 
 func (s *lineSplitter) Write(p []byte) (int, error) {
-	if s.n+len(p) < s.max && bytes.IndexByte(p, '\n') < 0 {
-		s.n += len(p)
+	// Most writes need no break: follow the line lengths from newline to newline, and
+	// only go byte by byte when a line is too long.
+	n, rest := s.n, p
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			n += len(rest)
+			break
+		}
+		if n+i > s.max {
+			n = s.max + 1
+			break
+		}
+		n, rest = 0, rest[i+1:]
+	}
+	if n <= s.max {
+		s.n = n
 		return s.w.Write(p)
 	}
 	b := s.buf[:0]
