@@ -69,7 +69,7 @@ func (a *app) tryConfig(ctx context.Context, dir string, post bool, req tryReque
 	builds, cache, state, audit := filepath.Join(dir, "builds"), filepath.Join(dir, "cache"),
 		filepath.Join(dir, "state"), filepath.Join(dir, "audit.jsonl")
 	if a.configFlag == "" {
-		apiURL := "https://slack.com/api/"
+		apiURL := config.Default().Slack.APIURL
 		if post {
 			if s.slackToken = strings.TrimSpace(a.getenv("SLACK_BOT_TOKEN")); s.slackToken == "" {
 				return nil, usagef("try --post needs a Slack token: $SLACK_BOT_TOKEN, or --config with slack.token_file")

@@ -195,7 +195,7 @@ func (f *File) Job(name string, opt Options) (*Job, error) {
 	warned := map[string]bool{}
 	classify("", job, supportedKeys, warned, &warnings, &problems)
 	def := map[string]any{}
-	if d, ok := f.top["default"]; ok {
+	if d, ok := f.top["default"]; ok && d != nil {
 		rd, err := f.deepResolve(d, 0)
 		if err != nil {
 			return nil, err

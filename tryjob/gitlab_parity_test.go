@@ -243,3 +243,10 @@ func TestJobNameWithWhiteSpaceIsRefused(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// An empty `default:` (null in YAML) is no default, not an error.
+func TestEmptyDefault(t *testing.T) {
+	if j, err := job(t, "default:\nx:\n  script: echo hi\n", "x", false); err != nil || j.Script[0] != "echo hi" {
+		t.Errorf("%+v, %v", j, err)
+	}
+}
