@@ -63,11 +63,12 @@ func Redact(s string, secrets replies.Secrets) string { return replies.Redact(s,
 // Redacted returns rec with every string field redacted and cut to MaxField bytes.
 // Redaction comes first, so a cut can never leave part of a secret behind.
 func (rec Record) Redacted(secrets replies.Secrets) Record {
+	m := replies.NewMasker(secrets)
 	for _, f := range []*string{
 		&rec.JobName, &rec.Project, &rec.PipelineSource, &rec.User.Username,
 		&rec.ChatUser, &rec.Channel, &rec.Input, &rec.Rule, &rec.Decision, &rec.Reason,
 	} {
-		*f = truncate(Redact(*f, secrets), MaxField)
+		*f = truncate(m.Redact(*f), MaxField)
 	}
 	return rec
 }

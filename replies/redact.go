@@ -4,6 +4,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Mask replaces every secret in a reply, as in GitLab's masked job log.
@@ -219,9 +220,9 @@ type Redactor struct {
 	cs     *automaton // values and token prefixes, exact
 	ci     *automaton // "?key=" and "&key=", case-insensitive
 	s1, s2 int32
-	runTok bool      // inside a token after a prefix
-	runURL bool      // inside a sensitive URL parameter value
-	start  [256]bool // bytes that can begin a match (either automaton)
+	runTok bool       // inside a token after a prefix
+	runURL bool       // inside a sensitive URL parameter value
+	start  *[256]bool // bytes that can begin a match (either automaton)
 	hold   []byte
 	hmask  []uint8 // per held byte: keep, masked, or keepThenMask
 	hoff   int
@@ -232,7 +233,28 @@ type Redactor struct {
 
 // NewRedactor returns a Redactor writing to w. Call Close to release the
 // bytes held back at the end.
-func NewRedactor(w io.Writer, s Secrets) *Redactor {
+func NewRedactor(w io.Writer, s Secrets) *Redactor { return NewMasker(s).NewRedactor(w) }
+
+// Masker is Secrets compiled for matching. It is immutable and safe for concurrent use:
+// compile once, then redact many strings or streams (the audit log masks every field of a
+// record with one).
+type Masker struct {
+	cs    *automaton // values and token prefixes, exact
+	ci    *automaton // "?key=" and "&key=", case-insensitive
+	start [256]bool  // bytes that can begin a match (either automaton)
+}
+
+// urlKeyAutomaton is the same for every job: built once.
+var urlKeyAutomaton = sync.OnceValue(func() *automaton {
+	var keys []string
+	for _, k := range urlParamKeys {
+		keys = append(keys, "?"+k+"=", "&"+k+"=")
+	}
+	return newAutomaton(nil, keys, true)
+})
+
+// NewMasker compiles s.
+func NewMasker(s Secrets) *Masker {
 	var values []string
 	for _, v := range s.Values {
 		if v = strings.TrimSpace(v); v != "" {
@@ -245,21 +267,33 @@ func NewRedactor(w io.Writer, s Secrets) *Redactor {
 			prefixes = append(prefixes, p)
 		}
 	}
-	var keys []string
-	for _, k := range urlParamKeys {
-		keys = append(keys, "?"+k+"=", "&"+k+"=")
-	}
 	slices.Sort(values)
 	slices.Sort(prefixes)
-	r := &Redactor{
-		w:  w,
+	m := &Masker{
 		cs: newAutomaton(slices.Compact(values), slices.Compact(prefixes), false),
-		ci: newAutomaton(nil, keys, true),
+		ci: urlKeyAutomaton(),
 	}
-	for c := range r.start {
-		r.start[c] = r.cs.first[c] || r.ci.first[lower(byte(c))]
+	for c := range m.start {
+		m.start[c] = m.cs.first[c] || m.ci.first[lower(byte(c))]
 	}
-	return r
+	return m
+}
+
+// NewRedactor returns a Redactor writing to w with m's secrets.
+func (m *Masker) NewRedactor(w io.Writer) *Redactor {
+	return &Redactor{w: w, cs: m.cs, ci: m.ci, start: &m.start}
+}
+
+// Redact masks m's secrets in s.
+func (m *Masker) Redact(s string) string {
+	if s == "" {
+		return s
+	}
+	var b strings.Builder
+	r := m.NewRedactor(&b)
+	_, _ = r.Write([]byte(s))
+	_ = r.Close()
+	return b.String()
 }
 
 func (r *Redactor) idle() bool {
@@ -434,10 +468,4 @@ func (r *Redactor) CloseCut() error {
 }
 
 // Redact masks secrets in s; a convenience for short strings.
-func Redact(s string, secrets Secrets) string {
-	var b strings.Builder
-	r := NewRedactor(&b, secrets)
-	_, _ = r.Write([]byte(s))
-	_ = r.Close()
-	return b.String()
-}
+func Redact(s string, secrets Secrets) string { return NewMasker(secrets).Redact(s) }
