@@ -66,10 +66,13 @@ Group and access-level conditions are asked of GitLab when gitlab.token_file is
 set; otherwise they are treated as not holding.
 Exit status: 0 allow, 1 deny, 2 usage or config error.`},
 	"try": {"JOB [INPUT…]", `Runs one chat job from a .gitlab-ci.yml through this executor's own stages under
-an emulated gitlab-runner, and shows the reply as the channel would. Without
---config: embedded defaults, every request allowed, no GitLab or Slack needed.
-With --config: that file's policy and Slack settings, with the directories moved
-into a temporary one.`},
+an emulated gitlab-runner, and shows the job log and what the channel would show.
+Without --config: embedded defaults, every request allowed, no GitLab or Slack
+needed. With --config: that file's policy decides as ` + "`policy explain`" + ` does (the
+given --user counts as verified), with the directories moved into a temporary one.
+Nothing is posted to Slack unless --post is given (then to --channel, with the
+config's Slack settings). --var and --masked add CI/CD variables, as a project's
+settings would; --masked ones are masked as GitLab masks them.`},
 	"version": {"", `Prints the version, the commit and date it was built from, and the Go version.`},
 }
 

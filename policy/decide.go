@@ -8,6 +8,7 @@ import (
 
 	"github.com/chatops-executor/chatops-executor/audit"
 	"github.com/chatops-executor/chatops-executor/job"
+	"github.com/chatops-executor/chatops-executor/replies"
 )
 
 // Decide verifies who started j, evaluates the rules, and appends one audit record. Every
@@ -51,7 +52,7 @@ func (e *Engine) Decide(ctx context.Context, j *job.Response) (Decision, error) 
 			now = e.Now
 		}
 		rec.Time = now().UTC()
-		if err := e.Audit.Append(rec, audit.NewRedactor(j.Secrets(), j.Features.TokenMaskPrefixes)); err != nil {
+		if err := e.Audit.Append(rec, replies.SecretsOf(j, e.Getenv)); err != nil {
 			if d.Allow {
 				return Decision{}, fmt.Errorf("the job was allowed, but the decision could not be recorded, so it does not run: %w", err)
 			}

@@ -27,6 +27,7 @@ package policy
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -69,6 +70,9 @@ type Engine struct {
 	Audit *audit.Log
 	// Now stamps audit records.
 	Now func() time.Time
+	// Getenv reads the runner's resolved CUSTOM_ENV_FF_MASK_ALL_DEFAULT_TOKENS, so the
+	// audit log masks what replies mask (replies.SecretsOf); nil asks only the job.
+	Getenv func(string) string
 
 	def         string // policy.default
 	nonChatJobs string // executor.non_chat_jobs
@@ -99,6 +103,7 @@ func New(cfg *config.Config) (*Engine, error) {
 	e := &Engine{
 		Audit:       &audit.Log{Path: AuditPath(cfg)},
 		Now:         time.Now,
+		Getenv:      os.Getenv,
 		def:         cfg.Policy.Default,
 		nonChatJobs: cfg.Executor.NonChatJobs,
 		rules:       rules,

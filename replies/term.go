@@ -29,8 +29,9 @@ type term struct {
 	paramN      int
 	seg         []byte // visible text since the last \r
 	last        []byte // the last non-empty redraw before seg
-	head        [len(echoPrefix)]byte
+	head        [echoHeadMax]byte
 	headN       int
+	headDone    bool // the echo verdict for this line is in
 	raw         bool // the line has bytes other than markers
 	marked      bool // the line had a section marker
 	dropLine    bool // the line is an echoed command
@@ -59,11 +60,14 @@ func (t *term) line(p []byte) {
 		return
 	}
 	t.raw = true
-	if t.headN < len(t.head) {
+	if !t.headDone && t.c.opts.DropCommands {
 		n := copy(t.head[t.headN:], p)
 		t.headN += n
-		if t.headN == len(t.head) && t.c.opts.DropCommands && string(t.head[:]) == echoPrefix {
-			t.dropLine = true
+		var echo bool
+		echo, t.headDone = echoVerdict(t.head[:t.headN])
+		t.dropLine = echo
+		if t.headN == len(t.head) {
+			t.headDone = true
 		}
 	}
 	for i := 0; i < len(p); {
@@ -213,7 +217,7 @@ func (t *term) split() {
 		}
 	}
 	if !t.dropLine {
-		t.c.emitLine(t.seg[:cut])
+		t.c.emitPart(t.seg[:cut])
 	}
 	n := copy(t.seg, t.seg[cut:])
 	t.seg = t.seg[:n]
@@ -232,8 +236,25 @@ func (t *term) newline() {
 	t.reset()
 }
 
+// breakLine ends the current line where a section marker stands in it: what
+// came before the marker is a line of its own (when there was any), and what
+// follows starts a new one.
+func (t *term) breakLine() {
+	if t.dropSection {
+		return
+	}
+	out := t.seg
+	if len(out) == 0 {
+		out = t.last
+	}
+	if !t.dropLine && (len(out) > 0 || t.c.cont) {
+		t.c.emitLine(out)
+	}
+	t.reset()
+}
+
 func (t *term) reset() {
-	t.st, t.headN = tGround, 0
+	t.st, t.headN, t.headDone = tGround, 0, false
 	t.seg, t.last = t.seg[:0], t.last[:0]
 	t.raw, t.marked, t.dropLine = false, false, false
 }
@@ -244,4 +265,65 @@ func (t *term) finish() {
 		t.newline()
 	}
 	t.reset()
+}
+
+// echoColour starts echoPrefix: not a reset to skip.
+const echoColour = "\x1b[32;1m"
+
+// echoHeadMax bounds how much of a line's start is looked at for the echo
+// prefix: a few colour resets and the prefix itself.
+const echoHeadMax = 64
+
+// echoVerdict decides from a line's first bytes whether it is a command echo:
+// echoPrefix, after any number of complete SGR or erase-line sequences
+// ("\e[0;m", "\e[0m", "\e[0K"), which older runners and some shells write
+// first. done is false while more bytes could still change the answer.
+func echoVerdict(h []byte) (echo, done bool) {
+	for {
+		n, complete := leadingReset(h)
+		if n == 0 {
+			break
+		}
+		if !complete {
+			return false, false
+		}
+		h = h[n:]
+	}
+	if len(h) >= len(echoPrefix) {
+		return string(h[:len(echoPrefix)]) == echoPrefix, true
+	}
+	if string(h) == echoPrefix[:len(h)] {
+		return false, false
+	}
+	return false, true
+}
+
+// leadingReset measures an SGR ("\e[…m") or erase-line ("\e[…K") sequence at
+// the start of h, other than the echo prefix's own colour: n is 0 when h does
+// not start with one, and complete is false when h ends inside it.
+func leadingReset(h []byte) (n int, complete bool) {
+	if len(h) == 0 || h[0] != 0x1b {
+		return 0, false
+	}
+	if len(h) < 2 {
+		return 1, false
+	}
+	if h[1] != '[' {
+		return 0, false
+	}
+	for i := 2; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c >= '0' && c <= '9' || c == ';':
+		case c == 'm' || c == 'K':
+			if string(h[:i+1]) == echoColour {
+				return 0, false
+			}
+			return i + 1, true
+		default:
+			return 0, false
+		}
+	}
+	// Still inside the parameters: it may be a reset or the echo's own colour.
+	return len(h), false
 }

@@ -8,7 +8,8 @@ import (
 	"strings"
 )
 
-// maxExtendsDepth is GitLab's limit (Gitlab::Ci::Config::Extendable::Entry::MAX_NESTING_LEVELS).
+// maxExtendsDepth is GitLab's Gitlab::Ci::Config::Extendable::Entry::MAX_NESTING_LEVELS: how
+// many ancestors an entry that itself extends may have.
 const maxExtendsDepth = 10
 
 // resolveExtends returns the job's hash with its extends applied: each parent, in order,
@@ -16,9 +17,6 @@ const maxExtendsDepth = 10
 func (f *File) resolveExtends(name string, seen []string) (map[string]any, error) {
 	if slices.Contains(seen, name) {
 		return nil, f.errorf("circular extends: %s", strings.Join(append(seen, name), " → "))
-	}
-	if len(seen) > maxExtendsDepth {
-		return nil, f.errorf("extends nested too deeply: %s", strings.Join(append(seen, name), " → "))
 	}
 	raw, ok := f.top[name]
 	if !ok {
@@ -43,6 +41,12 @@ func (f *File) resolveExtends(name string, seen []string) (map[string]any, error
 		}
 	default:
 		return nil, f.errorf("job %q: extends must be a string or a list of strings", name)
+	}
+	// GitLab checks the depth only of an entry that extends another (Extendable::Entry:
+	// ancestors.count > MAX_NESTING_LEVELS), so a job may extend through 11 levels.
+	if len(parents) > 0 && len(seen) > maxExtendsDepth {
+		return nil, f.errorf("%s: nesting too deep in `extends` (GitLab allows %d levels): %s", name, maxExtendsDepth+1,
+			strings.Join(append(seen, name), " → "))
 	}
 	merged := map[string]any{}
 	for _, p := range parents {
