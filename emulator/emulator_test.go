@@ -337,8 +337,12 @@ func TestRunCancel(t *testing.T) {
 		env         []string
 		wantSignals []string
 		wantExec    string
+		// grace replaces the fixture's graceful kill timeout: an executor that stops on
+		// SIGTERM must be given long enough to do so on a loaded machine, or it is killed
+		// too (seen under load with 300 ms).
+		grace time.Duration
 	}{
-		{name: "executor stops on SIGTERM", env: []string{"FAKE_TRAP=1"}, wantSignals: []string{"terminated"}},
+		{name: "executor stops on SIGTERM", env: []string{"FAKE_TRAP=1"}, wantSignals: []string{"terminated"}, grace: 20 * time.Second},
 		{name: "executor ignores SIGTERM", env: []string{"FAKE_RUN_MODE=ignore-term"}, wantSignals: []string{"terminated", "killed"},
 			wantExec: "unknown Custom executor executable exit code -1; executable execution terminated with: signal: killed"},
 	}
@@ -346,6 +350,9 @@ func TestRunCancel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, tc.env...)
+			if tc.grace > 0 {
+				f.runner.GracefulKillTimeout = tc.grace
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			f.runner.TraceSink = &cancelWhen{marker: "READY", cancel: cancel}
