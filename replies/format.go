@@ -26,7 +26,7 @@ type Job struct {
 
 // Status is how the job ended.
 type Status struct {
-	State    string // "succeeded", "failed", "cancelled", "timed out" or "denied"
+	State    string // "succeeded", "failed", "cancelled", "timed out", "stopped" or "denied"
 	ExitCode int
 	Elapsed  time.Duration
 	Reason   string // for "denied", and failures of the executor itself
@@ -97,6 +97,7 @@ var statusEmoji = map[string]string{
 	"cancelled": ":no_entry_sign:",
 	"timed out": ":alarm_clock:",
 	"denied":    ":lock:",
+	"stopped":   ":octagonal_sign:",
 }
 
 // StatusText is the one-line final status: who, what, how it ended, how long, where.
@@ -111,7 +112,7 @@ func StatusText(j Job, s Status) string {
 		b += fmt.Sprintf(" with exit code %d", s.ExitCode)
 	case s.State == "denied" && s.Reason != "":
 		b += ": " + EscapeSlack(oneLine(s.Reason, 500))
-	case s.State == "failed" && s.Reason != "":
+	case (s.State == "failed" || s.State == "stopped") && s.Reason != "":
 		b += ": " + EscapeSlack(oneLine(s.Reason, 300))
 	}
 	if s.Elapsed > 0 && s.State != "denied" {

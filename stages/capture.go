@@ -72,7 +72,7 @@ func (rc *ReplyCapture) Capture(stage string) (io.WriteCloser, error) {
 		all = sc.output
 	}
 	sc.capture = replies.NewCapture(sc.section, all, prior)
-	return sc, nil
+	return &lossySink{w: sc}, nil
 }
 
 // LastLine returns the last complete, non-blank line of output seen so far, raw.

@@ -61,6 +61,10 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 		return err
 	}
 	st := OpenState(s.Cfg.Executor.StateDir, j.ID)
+	if st.Exists() {
+		unlock := s.lockForCall(st)
+		defer unlock()
+	}
 	rec, err := st.ReadJob()
 	if err != nil {
 		return failure.Systemf("%w", err)
@@ -68,11 +72,15 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	if rec.Denied {
 		return failure.Buildf("job denied: %s", rec.DenyReason)
 	}
+	if !rec.Decided {
+		return failure.Systemf("job %d was never decided by the policy: prepare did not finish", j.ID)
+	}
 	seq, err := st.NextSeq()
 	if err != nil {
 		return failure.Systemf("%w", err)
 	}
 	result := StageRecord{Stage: stage, Seq: seq, StartedAt: s.now()}
+	s.startStage(st, result)
 	capture := NewReplyCapture(st)
 	if IsUserScript(stage) {
 		pctx, stop := context.WithCancel(ctx)
@@ -86,7 +94,9 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 		result.Error = runErr.Error()
 	}
 	if err := st.WriteStage(result); err != nil {
-		return failure.Systemf("%w", errors.Join(runErr, err))
+		// The job's result is the script's, whatever became of the record: cleanup reads
+		// the start record and the runner's CI_JOB_STATUS instead.
+		fmt.Fprintf(s.Stderr, "%s: warning: the stage's end could not be recorded: %v\n", DriverName, err)
 	}
 	return runErr
 }
@@ -133,7 +143,9 @@ func (s *Stages) runScript(st State, dir, scriptPath, stage string, capture Capt
 	var sink io.WriteCloser
 	if capture != nil {
 		if sink, err = capture.Capture(stage); err != nil {
-			return failure.Systemf("start output capture: %w", err)
+			// No capture costs the reply, never the job.
+			s.captureLost(st, stage, fmt.Errorf("start output capture: %w", err))
+			sink = nil
 		}
 	}
 	var copyDone chan error
@@ -188,6 +200,7 @@ loop:
 			}
 			terminated = true
 			result.Terminated, result.TerminatedAt = true, s.now()
+			s.noteTerminated(st, *result)
 			fmt.Fprintf(s.Stderr, "\n%s: received %v: stopping the job's processes (grace period %s)\n",
 				DriverName, sig, s.Cfg.Executor.KillGrace)
 			_ = syscall.Kill(-pgid, syscall.SIGTERM)
@@ -212,7 +225,7 @@ loop:
 		}
 		pipeR.Close()
 		if err := sink.Close(); err != nil && copyErr == nil {
-			copyErr = fmt.Errorf("finish output capture: %w", err)
+			copyErr = err
 		}
 	}
 
@@ -223,6 +236,10 @@ loop:
 	}
 	if waitErr != nil && cmd.ProcessState == nil {
 		return failure.Systemf("wait for script: %w", waitErr)
+	}
+	if errors.Is(copyErr, errCapture) {
+		s.captureLost(st, stage, copyErr)
+		copyErr = nil
 	}
 	if copyErr != nil {
 		return failure.Systemf("copy job output: %w", copyErr)

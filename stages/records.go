@@ -1,0 +1,49 @@
+package stages
+
+import (
+	"fmt"
+
+	"github.com/chatops-executor/chatops-executor/job"
+)
+
+// jobStatusVar is the variable the runner passes every executor call, cleanup included, as
+// CUSTOM_ENV_CI_JOB_STATUS.
+const jobStatusVar = "CI_JOB_STATUS"
+
+// RunnerJobStatus returns what the runner says about how the job ended, or "" when that
+// cannot be trusted. CUSTOM_ENV_* is the runner's variable list, job variables included,
+// after its predefined ones: a job that defines CI_JOB_STATUS itself (in .gitlab-ci.yml,
+// a trigger, a schedule) overrides the runner's value in the executor's environment. The
+// job's own variables are in JOB_RESPONSE_FILE, the runner's predefined ones are not, so
+// a CI_JOB_STATUS there is the job's and the environment's value is ignored.
+func RunnerJobStatus(j *job.Response, getenv func(string) string) RunnerStatus {
+	if _, set := j.Var(jobStatusVar); set {
+		return ""
+	}
+	switch v := RunnerStatus(getenv("CUSTOM_ENV_" + jobStatusVar)); v {
+	case RunnerSuccess, RunnerFailed, RunnerCanceled, RunnerTimedOut, RunnerRunning:
+		return v
+	}
+	return ""
+}
+
+// startStage records that a stage started, before any of its script runs: if the executor
+// is killed from here on, cleanup finds a stage that never ended rather than silence it
+// could take for success. A failure to write is reported and the stage runs anyway: a
+// record is the reply's business, never a reason to fail the job.
+func (s *Stages) startStage(st State, r StageRecord) {
+	r.Running = true
+	if err := st.WriteStage(r); err != nil {
+		fmt.Fprintf(s.Stderr, "%s: warning: the stage's start could not be recorded: %v\n", DriverName, err)
+	}
+}
+
+// noteTerminated records the runner's SIGTERM as soon as it arrives: the runner may
+// SIGKILL the executor before the stage ends (graceful_kill_timeout), and cleanup must
+// still tell a cancel or timeout from a crash.
+func (s *Stages) noteTerminated(st State, r StageRecord) {
+	r.Running = true
+	if err := st.WriteStage(r); err != nil {
+		fmt.Fprintf(s.Stderr, "%s: warning: %v\n", DriverName, err)
+	}
+}
