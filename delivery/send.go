@@ -287,8 +287,8 @@ func (j *Job) Close() error {
 // and everything in it was delivered. Called with the send lock held.
 func (j *Job) finish(rep Report) (Report, error) {
 	rep, err := j.status(rep)
-	if err != nil || len(rep.Waiting) > 0 || len(rep.Failed) > 0 {
-		return rep, err
+	if err != nil || !rep.Clear() {
+		return rep, err // a quarantined file keeps the job for an admin too
 	}
 	if _, err := os.Stat(filepath.Join(j.dir, closedMark)); err != nil {
 		// Open: a later stage may still edit or thread under what was delivered. A job whose
