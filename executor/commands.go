@@ -158,3 +158,6 @@ func runVersion(_ context.Context, a *app, args []string) error {
 	fmt.Fprintf(a.stdout, "%s %s (%s %s/%s)\n", name, a.version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }
+
+// The engine also keeps prepare idempotent across the runner's retries.
+var _ stages.RetryDecider = (*policy.Engine)(nil)

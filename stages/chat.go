@@ -177,16 +177,18 @@ func (s *Stages) progress(ctx context.Context, j *job.Response, rec JobRecord, r
 // in one atomic step, before any of it is sent: a process killed at any point leaves
 // either no reply queued (and the state, from which the next sweeper builds it) or all
 // of it. A reply already queued by an earlier, killed, cleanup is not queued again. It
-// returns the job's chat, nil when replies are off. Problems go to the log; none fails
-// the job.
-func (s *Stages) queueReply(j *job.Response, st State, o Outcome) *chat {
+// returns the job's chat, nil when replies are off, and an error when the reply could not
+// be queued (the caller keeps the state, so that a later sweeper tries again). Problems
+// with the reply's content go to the log; none fails the job.
+func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error) {
 	c := s.openChat(j, s.Stderr)
 	if c == nil {
-		return nil
+		return nil, nil
 	}
 	status := replies.Status{State: string(o.Status), ExitCode: o.ExitCode, Elapsed: o.Elapsed, Reason: o.Reason}
 	if o.Status == Denied || c.queue.Has(finalName) {
-		return c // the requester was told in prepare, or the reply is already queued
+		// The requester was told in prepare, or the reply is already queued.
+		return c, c.close()
 	}
 	haveStart := s.Cfg.Slack.Ack && c.queue.Has("start")
 	var msgs []delivery.Message
@@ -221,22 +223,27 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) *chat {
 		}
 	}
 	if len(msgs) == 0 {
-		return c
+		return c, c.close()
 	}
 	msgs[0].Name = finalName
 	if err := c.queue.Enqueue(msgs...); err != nil {
-		fmt.Fprintf(s.Stderr, "%s: chat reply not queued: %v\n", DriverName, err)
+		return c, fmt.Errorf("chat reply not queued: %w", err)
 	}
-	return c
+	return c, c.close()
 }
 
-// deliverReply sends what the job's queue holds within cleanup's budget and closes the
-// queue.
+// close records that nothing more will be queued for the job: whoever delivers its last
+// message removes its queue, even if this process dies before it delivers anything.
+func (c *chat) close() error {
+	if err := c.queue.Close(); err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	return nil
+}
+
+// deliverReply sends what the job's queue holds within cleanup's budget.
 func (s *Stages) deliverReply(ctx context.Context, c *chat) {
 	c.deliver(ctx, s.Stderr, s.Cfg.Slack.CleanupBudget.D())
-	if err := c.queue.Close(); err != nil {
-		fmt.Fprintf(s.Stderr, "%s: chat: %v\n", DriverName, err)
-	}
 }
 
 // flushOthers delivers what other jobs left waiting, within slack.flush_budget: Slack is

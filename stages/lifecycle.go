@@ -49,6 +49,10 @@ const prepareAttempts = 3
 // next attempt (the runner pauses 3 s between attempts) before a sweeper ends it.
 const retryWindow = 2 * time.Minute
 
+// keepUnqueued bounds how long a job's raw output is kept for a reply the outbox keeps
+// refusing (its disk full): after that the output goes, and the log says the reply is lost.
+const keepUnqueued = 24 * time.Hour
+
 // goneAfterTimeout is how long past its timeout a job's state is kept when nothing else
 // says the job is over (the runner itself died and never removed its temporary directory).
 const goneAfterTimeout = time.Hour
@@ -271,17 +275,16 @@ func (s *Stages) sweepJob(ctx context.Context, st State) (Recovered, error) {
 	c, _ := st.readCleanup()
 	o := s.finalOutcome(j, st, rec, c.Runner, c.StartedAt)
 	r.What = fmt.Sprintf("%s; its cleanup did not finish", o)
-	ch := s.queueReply(j, st, o)
-	if err := removeState(st); err != nil {
-		return r, err
-	}
-	if ch != nil {
-		r.What += "; reply queued"
-		if err := ch.queue.Close(); err != nil {
-			return r, err
+	ch, qerr := s.queueReply(j, st, o)
+	if qerr != nil {
+		if now.Sub(c.StartedAt) < keepUnqueued || c.StartedAt.IsZero() && now.Sub(rec.PreparedAt) < keepUnqueued {
+			return r, qerr // the outbox's disk may recover; try again next time
 		}
+		r.What += fmt.Sprintf("; reply lost after %s of trying: %v", keepUnqueued, qerr)
+	} else if ch != nil {
+		r.What += "; reply queued"
 	}
-	return r, nil
+	return r, removeState(st)
 }
 
 // loadSavedJob reads prepare's copy of the job.
@@ -299,7 +302,8 @@ func (s *Stages) finalOutcome(j *job.Response, st State, rec JobRecord, runner R
 		fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, j.ID, err)
 	}
 	o := Derive(rec, recs, runner, at)
-	if !rec.Prepared && !rec.Denied && o.Status == Failed {
+	if !rec.Prepared && !rec.Denied && len(recs) == 0 {
+		o.Status, o.Stage, o.ExitCode = Failed, "", 0
 		o.Reason = fmt.Sprintf("the executor could not prepare the job (%d attempt%s)", max(rec.Attempts, 1), map[bool]string{true: "s"}[rec.Attempts > 1])
 	}
 	return o

@@ -112,11 +112,10 @@ func allowWord(allow bool) string {
 
 // preparePending reports whether this cleanup follows a prepare attempt that did not
 // succeed and that the runner will try again: the job's state must then stay, and nothing
-// is said in chat yet. After a successful prepare the runner always sets CI_JOB_STATUS to
-// the job's end state before cleanup (even for a cancel before any stage); it is still
-// "running" only after a failed attempt. Without the runner's word, the record says
-// whether the attempt got to its end.
-func (s *Stages) preparePending(st State, rec JobRecord, runner RunnerStatus) bool {
+// is said in chat yet. Prepare records "prepared" as its very last step. (CI_JOB_STATUS
+// cannot tell: it stays "running" after a failed attempt, but also after a cancel before
+// the user script.)
+func (s *Stages) preparePending(st State, rec JobRecord) bool {
 	if rec.Denied && rec.Prepared {
 		return false // a denial is final: the runner does not retry a build failure
 	}
@@ -126,5 +125,5 @@ func (s *Stages) preparePending(st State, rec JobRecord, runner RunnerStatus) bo
 	if recs, _ := st.Stages(); len(recs) > 0 {
 		return false
 	}
-	return runner == RunnerRunning || !rec.Prepared
+	return !rec.Prepared
 }

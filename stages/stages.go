@@ -210,7 +210,7 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 		return nil // a prepare that died before recording anything; its retry starts over
 	}
 	runner := RunnerJobStatus(j, s.Getenv)
-	if s.preparePending(st, rec, runner) {
+	if s.preparePending(st, rec) {
 		unlock()
 		fmt.Fprintf(s.Stderr, "%s: job %d: prepare attempt %d did not finish; the job's state is kept for the runner's next attempt\n", DriverName, j.ID, rec.Attempts)
 		return nil
@@ -221,11 +221,14 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 	}
 	outcome := s.finalOutcome(j, st, rec, runner, started)
 	fmt.Fprintf(s.Stderr, "%s: job %d (%s) %s\n", DriverName, j.ID, rec.Name, outcome)
-	c := s.queueReply(j, st, outcome)
-	// The reply is queued whole (or the outbox refused it): the raw output goes before
-	// anything is sent, so a cleanup killed while Slack is slow leaves none behind.
+	c, qerr := s.queueReply(j, st, outcome)
 	firstErr := s.removeBuildDir(j)
-	if err := removeState(st); err != nil && firstErr == nil {
+	if qerr != nil {
+		// Kept for a later cleanup or `flush` to queue the reply (within a bound).
+		fmt.Fprintf(s.Stderr, "%s: job %d: %v; the job's state is kept for 'chatops-executor flush'\n", DriverName, j.ID, qerr)
+	} else if err := removeState(st); err != nil && firstErr == nil {
+		// The reply is queued whole: the raw output goes before anything is sent, so a
+		// cleanup killed while Slack is slow leaves none behind.
 		firstErr = failure.Systemf("%w", err)
 	}
 	unlock()

@@ -101,7 +101,8 @@ const (
 //   - a failing user-script stage (or a failing stage before it, such as get_sources) is a
 //     failure with that exit code; after_script cannot fail a job, as in GitLab, unless the
 //     runner says the job failed;
-//   - a job whose user script never ran to its end did not succeed.
+//   - a job whose user script never ran to its end did not succeed: it was stopped (or
+//     timed out) before.
 func Derive(job JobRecord, recs []StageRecord, runner RunnerStatus, now time.Time) Outcome {
 	o := Outcome{Status: Succeeded}
 	if !job.PreparedAt.IsZero() {
@@ -170,7 +171,14 @@ func Derive(job JobRecord, recs []StageRecord, runner RunnerStatus, now time.Tim
 		return stopped("", time.Time{}, Cancelled, "")
 	}
 	if !ranScript {
-		return stopped("", time.Time{}, Failed, "the job's script never ran")
+		// Nothing failed and the user script never ran: the job was ended from outside
+		// before it (a cancel, an abort or the runner stopping; the runner does not say
+		// which: CI_JOB_STATUS is set only once the user script has run).
+		o.Status, o.Reason = Stopped, "the job ended before its script ran: cancelled, or stopped by the runner"
+		if atTimeout(now) {
+			o.Status, o.Reason = TimedOut, ""
+		}
+		return o
 	}
 	return o
 }
