@@ -271,7 +271,9 @@ func TestCleanupKilledAtEveryMillisecond(t *testing.T) {
 	}
 	wg.Wait()
 	unknowns := 0
-	defer func() { t.Logf("%d of %d kill points left a post of unknown outcome (reported by flush)", unknowns, points) }()
+	defer func() {
+		t.Logf("%d of %d kill points left a post of unknown outcome (reported by flush)", unknowns, points)
+	}()
 	for ms, h := range hosts {
 		id := int64(5000 + ms)
 		_, unknown := flushNow(t, h)
@@ -352,7 +354,9 @@ func TestPrepareKilledAnywhereIsRetriedOnce(t *testing.T) {
 	}
 	wg.Wait()
 	unknowns := 0
-	defer func() { t.Logf("%d of %d kill points left a post of unknown outcome (reported by flush)", unknowns, points) }()
+	defer func() {
+		t.Logf("%d of %d kill points left a post of unknown outcome (reported by flush)", unknowns, points)
+	}()
 	// The last points come after prepare's end: those jobs are not retried.
 	t.Logf("%d of %d kill points killed prepare before it ended, and the runner retried it", retried.Load(), points)
 	if retried.Load() < points/4 {
