@@ -64,6 +64,17 @@ func (s *Stages) captureLost(st State, stage string, err error) {
 	_, _ = f.WriteAt(out, 0)
 }
 
+// freeCapture removes the job's captured output and the reply built from it, to make room
+// on a full disk.
+func freeCapture(st State) {
+	for _, name := range []string{sectionSpool, outputSpool} {
+		for _, ext := range []string{".head", ".ring", ".json"} {
+			os.Remove(filepath.Join(st.Dir, name+ext))
+		}
+	}
+	os.Remove(filepath.Join(st.Dir, "reply.txt"))
+}
+
 // lossySink passes writes to the capture until the first error, then drops and counts the
 // rest, so the copy loop never sees a capture error. Close reports the loss as errCapture.
 type lossySink struct {
@@ -93,7 +104,7 @@ func (l *lossySink) Close() error {
 	case l.err != nil:
 		return fmt.Errorf("%w failed after %d bytes, %d bytes of output were not captured: %w", errCapture, l.at, l.dropped, l.err)
 	case cerr != nil:
-		return fmt.Errorf("%w could not be saved: %w", errCapture, cerr)
+		return fmt.Errorf("%w failed: %w", errCapture, cerr)
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package stages
 
 import (
 	"bufio"
+	"errors"
+	"syscall"
 	"bytes"
 	"context"
 	"fmt"
@@ -227,7 +229,22 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 	}
 	msgs[0].Name = finalName
 	if err := c.queue.Enqueue(msgs...); err != nil {
-		return c, fmt.Errorf("chat reply not queued: %w", err)
+		// Most likely the disk is full (the job's own output may have filled it): the raw
+		// output goes to make room, and the status alone is queued, saying why.
+		fmt.Fprintf(s.Stderr, "%s: chat reply not queued: %v; queueing its status alone\n", DriverName, err)
+		freeCapture(st)
+		why := "an error on the runner"
+		if errors.Is(err, syscall.ENOSPC) {
+			why = "the runner's disk is full"
+		}
+		text := replies.StatusText(c.job, status) + "\n_(the output could not be kept for chat: " + why + ")_"
+		short := delivery.Message{Kind: delivery.KindPost, Name: finalName, Channel: c.channel, Text: text}
+		if haveStart {
+			short = delivery.Message{Kind: delivery.KindUpdate, Name: finalName, Target: "start", Channel: c.channel, Text: text}
+		}
+		if err := c.queue.Enqueue(short); err != nil {
+			return c, fmt.Errorf("chat reply not queued: %w", err)
+		}
 	}
 	return c, c.close()
 }

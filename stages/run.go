@@ -82,6 +82,7 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	result := StageRecord{Stage: stage, Seq: seq, StartedAt: s.now()}
 	s.startStage(st, result)
 	capture := NewReplyCapture(st)
+	capture.Bound(s.Cfg.Executor.StateDir, int64(s.Cfg.Executor.MaxStateSize))
 	if IsUserScript(stage) {
 		pctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -93,7 +94,7 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	if kind, _, _ := failure.Classify(runErr); runErr != nil && kind == failure.System && result.Error == "" {
 		result.Error = runErr.Error()
 	}
-	if err := st.WriteStage(result); err != nil {
+	if err := s.endStage(st, result); err != nil {
 		// The job's result is the script's, whatever became of the record: cleanup reads
 		// the start record and the runner's CI_JOB_STATUS instead.
 		fmt.Fprintf(s.Stderr, "%s: warning: the stage's end could not be recorded: %v\n", DriverName, err)

@@ -221,6 +221,9 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 	}
 	outcome := s.finalOutcome(j, st, rec, runner, started)
 	fmt.Fprintf(s.Stderr, "%s: job %d (%s) %s\n", DriverName, j.ID, rec.Name, outcome)
+	if note := readLossNote(st); note != "" {
+		fmt.Fprintf(s.Stderr, "%s: job %d: the chat reply is incomplete: %s\n", DriverName, j.ID, noteText(note))
+	}
 	c, qerr := s.queueReply(j, st, outcome)
 	firstErr := s.removeBuildDir(j)
 	if qerr != nil {

@@ -121,7 +121,19 @@ func (s State) WriteStage(r StageRecord) error {
 	if !stageNameRe.MatchString(r.Stage) {
 		return fmt.Errorf("invalid stage name %q", r.Stage)
 	}
-	return writeJSON(filepath.Join(s.Dir, fmt.Sprintf("stage-%03d-%s.json", r.Seq, r.Stage)), r)
+	return writeJSON(s.stagePath(r), r)
+}
+
+func (s State) stagePath(r StageRecord) string {
+	return filepath.Join(s.Dir, fmt.Sprintf("stage-%03d-%s.json", r.Seq, r.Stage))
+}
+
+// writeStageData writes a stage record already encoded.
+func (s State) writeStageData(r StageRecord, data []byte) error {
+	if !stageNameRe.MatchString(r.Stage) {
+		return fmt.Errorf("invalid stage name %q", r.Stage)
+	}
+	return atomicfile.WriteFile(s.stagePath(r), data, 0o600)
 }
 
 // NextSeq returns the sequence number for the next stage record.
