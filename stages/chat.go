@@ -2,15 +2,15 @@ package stages
 
 import (
 	"bufio"
-	"errors"
-	"syscall"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/chatops-executor/chatops-executor/delivery"
