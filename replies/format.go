@@ -121,9 +121,13 @@ func StatusText(j Job, s Status) string {
 	return b + " · " + link(j)
 }
 
-// DeniedText is the ephemeral message that tells the requester why their job did not run.
-func DeniedText(j Job, reason string) string {
-	return ":lock: You may not run " + what(j) + ": " + EscapeSlack(oneLine(reason, 1000)) + " · " + link(j)
+// DeniedText is the ephemeral message that tells the requester their job did not run. It
+// quotes nothing the job controls — no job name, input or reason built from them: the
+// bot's voice must not relay a job's text. Only the job id, the policy's rule name (the
+// admin's) and the job's page on the configured GitLab (url, "" for none) appear; the
+// reason is in the job log.
+func DeniedText(id int64, rule, url string) string {
+	return ":lock: The runner's policy denied your chat command (rule " + inlineCode(oneLine(rule, 100)) + "); the job's log says why · " + link(Job{ID: id, URL: url})
 }
 
 // Output is the output part of a reply.

@@ -83,6 +83,16 @@ func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
 	}
 }
 
+// trustedJobURL is the job's page built only from what the job cannot set: gitlab.url and
+// the runner's job_info.project_full_path; "" when either is missing.
+func (s *Stages) trustedJobURL(j *job.Response) string {
+	base := strings.TrimRight(s.Cfg.GitLab.URL, "/")
+	if base == "" || j.Info.ProjectFullPath == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/%s/-/jobs/%d", base, j.Info.ProjectFullPath, j.ID)
+}
+
 // jobURL is the link to the job's page. CI_JOB_URL is a job variable and could point
 // anywhere, so with gitlab.url configured the link is built from it; otherwise
 // CI_JOB_URL is used only when it is a plain http(s) URL.
@@ -112,9 +122,16 @@ func (c *chat) send(ctx context.Context, log io.Writer, budget time.Duration, ms
 	}
 }
 
-// announce posts the start message (with ack) or tells a denied requester why.
-func (s *Stages) announce(ctx context.Context, j *job.Response, denied bool, reason string) {
+// announce posts the start message (with ack) or tells a denied requester (d) that the
+// job did not run — only when the policy says the requester may be told: a job that is not
+// a verified chat job chose CHAT_USER_ID and CHAT_CHANNEL itself.
+func (s *Stages) announce(ctx context.Context, j *job.Response, d *Decision) {
+	denied := d != nil
 	if !denied && !s.Cfg.Slack.Ack {
+		return
+	}
+	if denied && !d.TellRequester {
+		fmt.Fprintf(s.Stderr, "%s: the denial is not told in chat: the job is not a chat job whose requester checked out\n", DriverName)
 		return
 	}
 	c := s.openChat(j, s.Stderr)
@@ -131,7 +148,7 @@ func (s *Stages) announce(ctx context.Context, j *job.Response, denied bool, rea
 			return
 		}
 		c.send(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D(), delivery.Message{
-			Kind: delivery.KindEphemeral, Name: "denied", Channel: c.channel, User: c.user, Text: replies.DeniedText(c.job, reason),
+			Kind: delivery.KindEphemeral, Name: "denied", Channel: c.channel, User: c.user, Text: replies.DeniedText(j.ID, d.Rule, s.trustedJobURL(j)),
 		})
 		return
 	}

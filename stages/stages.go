@@ -158,7 +158,7 @@ func (s *Stages) Prepare(ctx context.Context) error {
 		if err := st.WriteJob(rec); err != nil {
 			return failure.Systemf("%w", err)
 		}
-		s.announce(ctx, j, true, d.Reason)
+		s.announce(ctx, j, &d)
 		return failure.Buildf("job denied: %s", d.Reason)
 	}
 
@@ -171,7 +171,7 @@ func (s *Stages) Prepare(ctx context.Context) error {
 	if err := s.chownForRunAs(rec.BuildDir); err != nil {
 		return err
 	}
-	s.announce(ctx, j, false, "")
+	s.announce(ctx, j, nil)
 	// Last: a record that says "prepared" must mean everything above happened.
 	rec.Prepared = true
 	if err := st.WriteJob(rec); err != nil {

@@ -48,6 +48,8 @@ type JobRecord struct {
 	Rule     string `json:"rule,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 	Prepared bool   `json:"prepared,omitempty"`
+	// Tell is the decision's TellRequester.
+	Tell bool `json:"tell_requester,omitempty"`
 	// RunnerFile is the runner's JOB_RESPONSE_FILE of the latest attempt. The runner removes
 	// it with its temporary directory after cleanup, so while it exists the runner still
 	// has the job; once it is gone the job is over, whatever became of its cleanup.
