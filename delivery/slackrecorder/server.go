@@ -21,6 +21,8 @@
 //     method UploadMethod
 //   - files.completeUploadExternal (files, channel_id or channels, initial_comment,
 //     thread_ts): shares the uploaded files as one message
+//   - conversations.history (channel, oldest) and conversations.replies (channel, ts): what
+//     the channel holds, every message marked as the bot's
 //
 // A request without a token is answered not_authed, one with a wrong token invalid_auth.
 // Any other method is unknown_method.
