@@ -302,7 +302,7 @@ func (s *Stages) finalOutcome(j *job.Response, st State, rec JobRecord, runner R
 		fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, j.ID, err)
 	}
 	o := Derive(rec, recs, runner, at)
-	if !rec.Prepared && !rec.Denied && len(recs) == 0 {
+	if !rec.Prepared && !rec.AttemptEnded && !rec.Denied && len(recs) == 0 {
 		o.Status, o.Stage, o.ExitCode = Failed, "", 0
 		o.Reason = fmt.Sprintf("the executor could not prepare the job (%d attempt%s)", max(rec.Attempts, 1), map[bool]string{true: "s"}[rec.Attempts > 1])
 	}

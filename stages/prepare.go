@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+
+	"gitlab.com/gitlab-org/gitlab-runner/executors/custom/api"
 
 	"github.com/chatops-executor/chatops-executor/job"
 )
@@ -40,7 +43,7 @@ func (s *Stages) beginPrepare(st State, j *job.Response) (JobRecord, error) {
 		}
 	}
 	rec.Attempts++
-	rec.Prepared = false
+	rec.Prepared, rec.AttemptEnded = false, false
 	rec.RunnerFile = s.Getenv("JOB_RESPONSE_FILE")
 	if err := s.saveResponse(st); err != nil {
 		return rec, err
@@ -110,12 +113,16 @@ func allowWord(allow bool) string {
 	return "denied"
 }
 
-// preparePending reports whether this cleanup follows a prepare attempt that did not
+// preparePending reports whether this cleanup may follow a prepare attempt that did not
 // succeed and that the runner will try again: the job's state must then stay, and nothing
-// is said in chat yet. Prepare records "prepared" as its very last step. (CI_JOB_STATUS
-// cannot tell: it stays "running" after a failed attempt, but also after a cancel before
-// the user script.)
-func (s *Stages) preparePending(st State, rec JobRecord) bool {
+// is said in chat yet. Prepare records "prepared" as its very last step, but a prepare
+// killed after that step and before its exit is a failed attempt too; CI_JOB_STATUS
+// cannot tell it from a cancel right before the first stage (it is "running" for both).
+// The runner's temporary directory can: the runner makes a script directory in it for
+// every stage it starts, after a successful prepare only. When it has none, the state
+// stays: a retry carries on with it, and otherwise a sweeper finishes the job after
+// retryWindow.
+func (s *Stages) preparePending(st State, rec JobRecord, runner RunnerStatus) bool {
 	if rec.Denied && rec.Prepared {
 		return false // a denial is final: the runner does not retry a build failure
 	}
@@ -125,5 +132,16 @@ func (s *Stages) preparePending(st State, rec JobRecord) bool {
 	if recs, _ := st.Stages(); len(recs) > 0 {
 		return false
 	}
-	return !rec.Prepared
+	return !rec.Prepared || runner == RunnerRunning && !s.runnerStartedStages()
+}
+
+// runnerStartedStages reports whether the runner made a stage script directory next to
+// its JOB_RESPONSE_FILE (executors/custom/custom.go: MkdirTemp(tempDir, "script")).
+func (s *Stages) runnerStartedStages() bool {
+	f := s.Getenv(api.JobResponseFileVariable)
+	if f == "" {
+		return false
+	}
+	dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(f), "script*"))
+	return len(dirs) > 0
 }

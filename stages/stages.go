@@ -210,7 +210,14 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 		return nil // a prepare that died before recording anything; its retry starts over
 	}
 	runner := RunnerJobStatus(j, s.Getenv)
-	if s.preparePending(st, rec) {
+	if s.preparePending(st, rec, runner) {
+		if rec.Prepared {
+			// The attempt may have failed after all: a sweeper must wait for the retry.
+			rec.Prepared, rec.AttemptEnded = false, true
+			if err := st.WriteJob(rec); err != nil {
+				fmt.Fprintf(s.Stderr, "%s: job %d: warning: %v\n", DriverName, j.ID, err)
+			}
+		}
 		unlock()
 		fmt.Fprintf(s.Stderr, "%s: job %d: prepare attempt %d did not finish; the job's state is kept for the runner's next attempt\n", DriverName, j.ID, rec.Attempts)
 		return nil

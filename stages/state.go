@@ -48,6 +48,9 @@ type JobRecord struct {
 	Rule     string `json:"rule,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 	Prepared bool   `json:"prepared,omitempty"`
+	// AttemptEnded marks a prepare that got to its end but that no stage followed (see
+	// preparePending): if no retry comes, the job ended before its first stage.
+	AttemptEnded bool `json:"attempt_ended,omitempty"`
 	// Tell is the decision's TellRequester.
 	Tell bool `json:"tell_requester,omitempty"`
 	// RunnerFile is the runner's JOB_RESPONSE_FILE of the latest attempt. The runner removes
