@@ -410,3 +410,21 @@ func TestPrepareKilledAnywhereIsRetriedOnce(t *testing.T) {
 		assertNoRawOutput(t, h, unknown)
 	}
 }
+
+// With Slack down, prepare spends slack.prepare_budget on the start message and no more:
+// the job must not wait long on chat to start. (The old fixed budget was 10s.)
+func TestSlackDownPrepareKeepsToItsBudget(t *testing.T) {
+	h := newHost(t, allowAll)
+	slackConfig(t, h, "prepare_budget = \"1s\"\ncleanup_budget = \"1s\"\nflush_budget = \"1s\"\n")
+	h.slack.Down()
+	res := h.run(context.Background(), emulator.Job{Response: response(t, 410, nil), Script: []string{"echo hi"}})
+	if res.State != "success" {
+		t.Fatalf("state %s (%v)", res.State, res.Err)
+	}
+	for _, c := range res.Calls {
+		// Generous: the budget is 1s, the old behaviour 10s and more.
+		if (c.Stage == "prepare" || c.Stage == "cleanup") && c.End.Sub(c.Start) > 7*time.Second {
+			t.Errorf("%s took %s with a 1s budget", c.Stage, c.End.Sub(c.Start).Round(time.Millisecond))
+		}
+	}
+}

@@ -201,10 +201,10 @@ loop:
 			}
 			terminated = true
 			result.Terminated, result.TerminatedAt = true, s.now()
-			s.noteTerminated(st, *result)
 			fmt.Fprintf(s.Stderr, "\n%s: received %v: stopping the job's processes (grace period %s)\n",
 				DriverName, sig, s.Cfg.Executor.KillGrace)
 			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			s.noteTerminated(st, *result)
 			killTimer = time.After(s.Cfg.Executor.KillGrace.D())
 		case <-killTimer:
 			fmt.Fprintf(s.Stderr, "%s: processes still running after %s: killing them\n", DriverName, s.Cfg.Executor.KillGrace)
