@@ -87,7 +87,16 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		return printFlush(a.stdout, ob, flushFilterJobs(reps, jobs))
+		s := &stages.Stages{Cfg: cfg, Getenv: a.getenv, Stdout: a.stdout, Stderr: a.stderr, Version: a.version}
+		unfinished := s.Unfinished()
+		for _, id := range unfinished {
+			fmt.Fprintf(a.stdout, "job %s: its cleanup did not finish; 'chatops-executor flush' queues its reply and removes its output\n", id)
+		}
+		err = printFlush(a.stdout, ob, flushFilterJobs(reps, jobs))
+		if err == nil && len(unfinished) > 0 {
+			err = &exitError{code: exitFailure}
+		}
+		return err
 	}
 
 	// Jobs whose cleanup died still have their raw output and no reply queued: finish

@@ -239,6 +239,30 @@ func parseJobDir(name string) (int64, bool) {
 	return id, id > 0
 }
 
+// Unfinished lists the jobs a Sweep would finish now, without touching them: their
+// executor died before their cleanup was done.
+func (s *Stages) Unfinished() []string {
+	root := s.Cfg.Executor.StateDir
+	ents, _ := os.ReadDir(root)
+	var out []string
+	for _, e := range ents {
+		id, ok := parseJobDir(e.Name())
+		if !ok || !e.IsDir() {
+			continue
+		}
+		st := OpenState(root, id)
+		unlock, err := st.Lock(context.Background(), false)
+		if err != nil {
+			continue
+		}
+		if rec, err := st.ReadJob(); err == nil && gone(st, rec, s.now()) {
+			out = append(out, e.Name())
+		}
+		unlock()
+	}
+	return out
+}
+
 func (s *Stages) sweepJob(ctx context.Context, st State) (Recovered, error) {
 	r := Recovered{JobID: filepath.Base(st.Dir)}
 	unlock, err := st.Lock(ctx, false)

@@ -169,3 +169,22 @@ func TestSweepFinishesADeadCleanup(t *testing.T) {
 		t.Errorf("the swept job's queue is not closed: %v", err)
 	}
 }
+
+func TestUnfinishedListsDeadCleanups(t *testing.T) {
+	f := newFixture(t, nil)
+	if err := f.stages.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.stages.Unfinished(); len(got) != 0 {
+		t.Fatalf("a running job is listed: %q", got)
+	}
+	if err := f.state().writeCleanup(cleanupRecord{StartedAt: f.stages.now()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.stages.Unfinished(); len(got) != 1 || got[0] != "4242" {
+		t.Fatalf("Unfinished = %q", got)
+	}
+	if !f.state().Exists() {
+		t.Error("Unfinished touched the job")
+	}
+}
