@@ -400,6 +400,9 @@ func TestDerive(t *testing.T) {
 		{"script timeout", job, []StageRecord{term("build_script", time.Minute)}, RunnerTimedOut, Outcome{Status: TimedOut, Stage: "build_script"}},
 		{"after_script fails the job", job, []StageRecord{rec("build_script", 0), rec("after_script", 3)}, RunnerFailed, Outcome{Status: Failed, ExitCode: 3, Stage: "after_script"}},
 		{"cancelled after the script ended", job, []StageRecord{rec("build_script", 0)}, RunnerCanceled, Outcome{Status: Cancelled}},
+		{"after_script killed", job, []StageRecord{rec("build_script", 0), running("after_script")}, RunnerSuccess, Outcome{Status: Succeeded}},
+		{"after_script timed out on its own", job, []StageRecord{rec("build_script", 0), term("after_script", time.Minute)}, RunnerSuccess, Outcome{Status: Succeeded}},
+		{"job timeout in after_script", job, []StageRecord{rec("build_script", 0), term("after_script", 595*time.Second)}, RunnerSuccess, Outcome{Status: TimedOut, Stage: "after_script"}},
 		{"success confirmed", job, []StageRecord{rec("build_script", 0)}, RunnerSuccess, Outcome{Status: Succeeded}},
 	}
 	for _, tt := range tests {

@@ -60,6 +60,13 @@ func IsUserScript(stage string) bool {
 	return stage == "build_script" || strings.HasPrefix(stage, "step_")
 }
 
+// decides reports whether a stage's failure fails the job: not after_script (GitLab
+// ignores its result), nor the cleanup, cache and artifact stages after it.
+func decides(stage string) bool {
+	return stage != "after_script" && stage != "cleanup_file_variables" &&
+		!strings.HasPrefix(stage, "archive_cache") && !strings.HasPrefix(stage, "upload_artifacts")
+}
+
 // timeoutTolerance is how close to the job timeout a SIGTERM must come to count as the
 // timeout rather than a cancel: the runner starts its clock a little before prepare.
 func timeoutTolerance(timeout time.Duration) time.Duration {
@@ -133,20 +140,21 @@ func Derive(job JobRecord, recs []StageRecord, runner RunnerStatus, now time.Tim
 		}
 		return o
 	}
+	// Stages after the user script (after_script and the rest) cannot change the job's
+	// result, however they end — except the job's timeout.
 	for _, r := range recs {
-		if r.Terminated {
+		if r.Terminated && (decides(r.Stage) || atTimeout(r.TerminatedAt)) {
 			return stopped(r.Stage, r.TerminatedAt, Stopped, "the runner stopped the job (aborted by GitLab, or the runner shut down)")
 		}
 	}
 	for _, r := range recs {
-		if r.Running {
+		if r.Running && decides(r.Stage) {
 			return stopped(r.Stage, now, Failed, fmt.Sprintf("the executor was killed while %s ran", r.Stage))
 		}
 	}
 	ranScript := false
 	for _, r := range recs {
-		if r.Stage == "after_script" || r.Stage == "cleanup_file_variables" ||
-			strings.HasPrefix(r.Stage, "archive_cache") || strings.HasPrefix(r.Stage, "upload_artifacts") {
+		if !decides(r.Stage) {
 			continue
 		}
 		if r.ExitCode != 0 || r.Error != "" {
