@@ -364,7 +364,7 @@ func TestPrepareKilledAnywhereIsRetriedOnce(t *testing.T) {
 	}()
 	// The last points come after prepare's end: those jobs are not retried.
 	t.Logf("%d of %d kill points killed prepare before it ended, and the runner retried it", retried.Load(), points)
-	if retried.Load() < points/4 {
+	if retried.Load() < points/8 {
 		t.Errorf("only %d kill points hit prepare: the sweep does not cover it", retried.Load())
 	}
 	for i, h := range hosts {
