@@ -326,9 +326,17 @@ func (s *Stages) finalOutcome(j *job.Response, st State, rec JobRecord, runner R
 		fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, j.ID, err)
 	}
 	o := Derive(rec, recs, runner, at)
-	if !rec.Prepared && !rec.AttemptEnded && !rec.Denied && len(recs) == 0 {
+	switch {
+	case rec.Prepared || rec.AttemptEnded || rec.Denied || len(recs) > 0:
+	case rec.Attempts >= prepareAttempts:
+		// The runner's last attempt failed too: GitLab shows a system failure.
 		o.Status, o.Stage, o.ExitCode = Failed, "", 0
-		o.Reason = fmt.Sprintf("the executor could not prepare the job (%d attempt%s)", max(rec.Attempts, 1), map[bool]string{true: "s"}[rec.Attempts > 1])
+		o.Reason = fmt.Sprintf("the executor could not prepare the job (%d attempts)", rec.Attempts)
+	default:
+		// The runner gave up before its last attempt: the job was cancelled, or stopped,
+		// while it was being prepared.
+		o.Status, o.Stage, o.ExitCode = Stopped, "", 0
+		o.Reason = "the job ended while it was being prepared: cancelled, or stopped by the runner"
 	}
 	return o
 }

@@ -188,3 +188,24 @@ func TestUnfinishedListsDeadCleanups(t *testing.T) {
 		t.Error("Unfinished touched the job")
 	}
 }
+
+// A job whose prepare never finished: after the runner's last attempt it failed (GitLab: a
+// system failure); when the runner gave up earlier, it was stopped during prepare.
+func TestOutcomeOfAnUnfinishedPrepare(t *testing.T) {
+	f := newFixture(t, nil)
+	j := &job.Response{ID: 4242}
+	st := f.state()
+	if err := st.Create(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		attempts int
+		want     Status
+		reason   string
+	}{{1, Stopped, "while it was being prepared"}, {3, Failed, "could not prepare the job (3 attempts)"}} {
+		o := f.stages.finalOutcome(j, st, JobRecord{Attempts: tt.attempts, Decided: true}, RunnerRunning, f.stages.now())
+		if o.Status != tt.want || !strings.Contains(o.Reason, tt.reason) {
+			t.Errorf("%d attempts: %+v", tt.attempts, o)
+		}
+	}
+}
