@@ -245,6 +245,7 @@ func killAfter(h *host, stage string, d time.Duration) {
 func TestCleanupKilledAtEveryMillisecond(t *testing.T) {
 	const points = 60
 	hosts := make([]*host, points)
+	var killed atomic.Int32
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 3)
 	for ms := 0; ms < points; ms++ {
@@ -268,9 +269,15 @@ func TestCleanupKilledAtEveryMillisecond(t *testing.T) {
 			if res.ExitCode != 42 {
 				t.Errorf("kill at %dms: exit code %d, want 42", ms, res.ExitCode)
 			}
+			for _, c := range res.Calls {
+				if c.Stage == "cleanup" && c.Signal == "killed" {
+					killed.Add(1)
+				}
+			}
 		}(ms)
 	}
 	wg.Wait()
+	t.Logf("%d of %d kill points killed cleanup before it ended", killed.Load(), points)
 	unknowns := 0
 	defer func() {
 		t.Logf("%d of %d kill points left a post of unknown outcome (reported by flush)", unknowns, points)
