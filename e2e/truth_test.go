@@ -17,6 +17,8 @@ import (
 
 	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
 	"github.com/chatops-executor/chatops-executor/emulator"
+	"github.com/chatops-executor/chatops-executor/gitlab"
+	"github.com/chatops-executor/chatops-executor/gitlab/gitlabtest"
 )
 
 // What chat says must be what GitLab says, however the job ended: these tests end jobs
@@ -433,5 +435,41 @@ func TestSlackDownPrepareKeepsToItsBudget(t *testing.T) {
 		if (c.Stage == "prepare" || c.Stage == "cleanup") && c.End.Sub(c.Start) > 7*time.Second {
 			t.Errorf("%s took %s with a 1s budget", c.Stage, c.End.Sub(c.Start).Round(time.Millisecond))
 		}
+	}
+}
+
+// With gitlab.url set, cleanup asks GitLab how it sees a job the runner stopped: still
+// running is the runner shutting down (GitLab will show runner_interrupted, a failure),
+// cancelled is a hard abort of a cancelled job. Each is then reported as GitLab will show it.
+func TestStoppedJobSettledByGitLab(t *testing.T) {
+	for _, tt := range []struct {
+		name, gitlabStatus string
+		id                 int64
+		job                func(ch chan struct{}) emulator.Job
+		want               string
+	}{
+		{"interrupt", "running", 420, func(ch chan struct{}) emulator.Job { return emulator.Job{Interrupt: ch} },
+			":x: <@U0123ABCD> *deploy* in ops/infra failed: the runner was stopped while the job ran (runner_interrupted)"},
+		{"abort", "canceled", 421, func(ch chan struct{}) emulator.Job { return emulator.Job{Abort: ch} },
+			":no_entry_sign: <@U0123ABCD> *deploy* in ops/infra cancelled"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			trusted := gitlabtest.New(t)
+			trusted.Jobs["glcbt-jobtoken-4242-73e062cc48"] = gitlab.Job{
+				ID: tt.id, Name: "deploy", Status: tt.gitlabStatus,
+				User:     gitlab.User{ID: 101, Username: "alice"},
+				Pipeline: gitlab.Pipeline{ID: 5242, Source: "chat", ProjectID: 7},
+			}
+			h := newHost(t, "[gitlab]\nurl = \""+trusted.URL+"\"\n"+allowAll)
+			ch := make(chan struct{})
+			onOutput(h, "waiting forever", func() { close(ch) })
+			job := tt.job(ch)
+			job.Response = response(t, tt.id, nil)
+			job.Script = []string{"echo waiting forever", "sleep 300"}
+			h.run(context.Background(), job)
+			if st := finalStatus(t, h, tt.id); !strings.HasPrefix(st, tt.want) {
+				t.Errorf("chat says %q, want %q…", st, tt.want)
+			}
+		})
 	}
 }

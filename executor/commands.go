@@ -12,6 +12,7 @@ import (
 
 	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/failure"
+	"github.com/chatops-executor/chatops-executor/gitlab"
 	"github.com/chatops-executor/chatops-executor/policy"
 	"github.com/chatops-executor/chatops-executor/stages"
 )
@@ -117,6 +118,12 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 	s, err := a.stages()
 	if err != nil {
 		return err
+	}
+	if g := s.Cfg.GitLab; g.URL != "" && g.VerifyIdentity {
+		// Only the job's own token is used, to ask how GitLab sees a stopped job.
+		if client, err := gitlab.New(g.URL, "", g.Timeout.D()); err == nil {
+			s.GitLab = client
+		}
 	}
 	return s.Cleanup(ctx)
 }

@@ -2,10 +2,14 @@ package stages
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 
+	"github.com/chatops-executor/chatops-executor/gitlab"
 	"github.com/chatops-executor/chatops-executor/job"
 )
 
@@ -95,4 +99,35 @@ func (s *Stages) noteTerminated(st State, r StageRecord) {
 	if err := writeRunning(st, r); err != nil {
 		fmt.Fprintf(s.Stderr, "%s: warning: %v\n", DriverName, err)
 	}
+}
+
+// JobSource answers what GitLab knows of the job a job token belongs to (package gitlab's
+// Client). Cleanup asks it when the records and the runner cannot tell how a job was
+// stopped.
+type JobSource interface {
+	CurrentJob(ctx context.Context, jobToken string) (*gitlab.Job, error)
+}
+
+// askGitLab settles a "stopped" outcome with GitLab, when gitlab.url is set: at cleanup the
+// runner has not yet sent the job's final state, so a job GitLab still sees running was
+// stopped by the runner itself shutting down (runner_interrupted: GitLab will show it
+// failed); one GitLab sees cancelled was cancelled; one whose token GitLab no longer
+// accepts was ended by GitLab (a hard abort). Anything else leaves the outcome as it is.
+func (s *Stages) askGitLab(ctx context.Context, j *job.Response, o Outcome) Outcome {
+	if o.Status != Stopped || s.GitLab == nil {
+		return o
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Cfg.GitLab.Timeout.D())
+	defer cancel()
+	gj, err := s.GitLab.CurrentJob(ctx, j.Token)
+	var ge *gitlab.Error
+	switch {
+	case err == nil && gj.ID == j.ID && gj.Status == "running":
+		o.Status, o.Reason = Failed, "the runner was stopped while the job ran (runner_interrupted)"
+	case err == nil && gj.ID == j.ID && (gj.Status == "canceled" || gj.Status == "canceling"):
+		o.Status, o.Reason = Cancelled, ""
+	case errors.As(err, &ge) && (ge.StatusCode == http.StatusUnauthorized || ge.StatusCode == http.StatusForbidden):
+		o.Reason = "GitLab ended the job (aborted)"
+	}
+	return o
 }

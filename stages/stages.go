@@ -60,6 +60,8 @@ type Stages struct {
 	Signals <-chan os.Signal
 	// NewPoster makes the Slack client; nil means delivery.NewSlack.
 	NewPoster NewPoster
+	// GitLab, when set, tells cleanup how GitLab sees a job the runner stopped.
+	GitLab JobSource
 }
 
 func (s *Stages) now() time.Time {
@@ -226,7 +228,7 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 	if err := st.writeCleanup(cleanupRecord{StartedAt: started, Runner: runner}); err != nil {
 		fmt.Fprintf(s.Stderr, "%s: job %d: warning: %v\n", DriverName, j.ID, err)
 	}
-	outcome := s.finalOutcome(j, st, rec, runner, started)
+	outcome := s.askGitLab(ctx, j, s.finalOutcome(j, st, rec, runner, started))
 	fmt.Fprintf(s.Stderr, "%s: job %d (%s) %s\n", DriverName, j.ID, rec.Name, outcome)
 	if note := readLossNote(st); note != "" {
 		fmt.Fprintf(s.Stderr, "%s: job %d: the chat reply is incomplete: %s\n", DriverName, j.ID, noteText(note))
