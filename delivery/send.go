@@ -255,6 +255,7 @@ func (j *Job) Progress(ctx context.Context, target, text string) error {
 		return nil
 	}
 	r := &retrier{opt: j.ob.opt, deadline: j.ob.opt.Clock.Now().Add(j.ob.opt.ProgressBudget)}
+	ctx = asProgress(ctx) // a RateBudget may skip it when final replies need the budget
 	nop := func() error { return nil }
 	res, e, _ := r.do(ctx, true, j.ob.opt.AttemptTimeout, nop, func(*Error) error { return nil },
 		func(ctx context.Context) error { return j.ob.poster.UpdateMessage(ctx, t.Channel, t.TS, text) })

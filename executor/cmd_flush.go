@@ -60,7 +60,9 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return fmt.Errorf("flush: %w", err)
 		}
-		poster = s
+		if poster, err = delivery.HostBudget(s, cfg.Executor.StateDir, cfg.Slack.RateShare); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
 	}
 	ob := delivery.Open(cfg.Executor.StateDir, poster, delivery.Options{Budget: *budget})
 	if *job != "" {

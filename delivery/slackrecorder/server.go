@@ -86,6 +86,8 @@ type Server struct {
 	nextTS     int
 	nextFile   int
 	uploadHost string
+	limits     map[string]*limiter // SetLimit
+	throttled  map[string]int      // 429s answered by limits, per method
 }
 
 // upload is a file between files.getUploadURLExternal and its completion.
@@ -105,7 +107,7 @@ func Start(token string) (*Server, error) {
 		return nil, errors.New("slackrecorder: empty token")
 	}
 	s := &Server{token: token, faults: map[string][]Fault{}, always: map[string]Fault{},
-		uploads: map[string]*upload{}}
+		uploads: map[string]*upload{}, throttled: map[string]int{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("slackrecorder: %w", err)

@@ -29,6 +29,8 @@ type (
 	File = slackrecorder.File
 	// TokenCheck says how a request's credential compared to the server's token.
 	TokenCheck = slackrecorder.TokenCheck
+	// Limit is a rate limit the fake enforces on a method; see slackrecorder.Limit.
+	Limit = slackrecorder.Limit
 )
 
 // Method names and token checks, as in slackrecorder.
