@@ -81,7 +81,7 @@ type Policy struct {
 	// AuditSyslog is the local syslog socket (/dev/log, which journald also serves) that
 	// gets a copy of every audit record; empty: no copy.
 	AuditSyslog string `toml:"audit_syslog"`
-	Rules    []Rule `toml:"rule"`
+	Rules       []Rule `toml:"rule"`
 }
 
 // Metrics configures the Prometheus text file the executor keeps for node_exporter.
