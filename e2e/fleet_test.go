@@ -3,8 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -140,5 +143,64 @@ func TestBusyHostSharesOneRateBudget(t *testing.T) {
 	// machine, and far less than a cron flush interval.
 	if with.lastFinal > 3*time.Minute {
 		t.Errorf("the last final reply came after %s", with.lastFinal)
+	}
+}
+
+// TestAuditChainAndSyslogFromRealJobs runs jobs through the executor with policy.audit_syslog
+// pointing at a fake syslog socket: every decision arrives there as written to the file, the
+// file's chain verifies, and an edit made on the host is caught.
+func TestAuditChainAndSyslogFromRealJobs(t *testing.T) {
+	sockDir, err := os.MkdirTemp("", "syslog-") // short: a socket path has at most 107 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "log")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	h := newHost(t, allowAll+"audit_syslog = "+strconv.Quote(sock)+"\n")
+	for i := range 3 {
+		res := h.run(context.Background(), emulator.Job{Response: response(t, int64(6000+i), nil), Script: []string{"echo hi"}})
+		if res.State != "success" {
+			t.Fatalf("job %d: %s %v\n%s", 6000+i, res.State, res.Err, res.RunnerLog)
+		}
+	}
+	auditPath := filepath.Join(h.dir, "state", "audit.jsonl")
+	data, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d audit lines, want 3:\n%s", len(lines), data)
+	}
+	buf := make([]byte, 1<<16)
+	for i := range 3 {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("syslog datagram %d: %v", i+1, err)
+		}
+		if msg := strings.TrimSuffix(string(buf[:n]), "\n"); !strings.HasSuffix(msg, ": "+lines[i]) {
+			t.Errorf("syslog datagram %d = %q\nwant the file's line %q", i+1, msg, lines[i])
+		}
+	}
+	verify := func() (string, error) {
+		cmd := exec.Command(binary, "--config", h.config, "audit", "verify")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := verify(); err != nil || !strings.Contains(out, "3 records") {
+		t.Fatalf("audit verify: %v\n%s", err, out)
+	}
+	edited := strings.Replace(string(data), `"job_id":6001`, `"job_id":6009`, 1)
+	if err := os.WriteFile(auditPath, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := verify(); err == nil || !strings.Contains(out, "audit.jsonl:3: the line before (record 2) was edited") {
+		t.Errorf("audit verify after an edit: %v\n%s", err, out)
 	}
 }

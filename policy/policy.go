@@ -97,7 +97,7 @@ func New(cfg *config.Config) (*Engine, error) {
 		}
 	}
 	e := &Engine{
-		Audit:       &audit.Log{Path: AuditPath(cfg)},
+		Audit:       &audit.Log{Path: AuditPath(cfg), Syslog: cfg.Policy.AuditSyslog},
 		Now:         time.Now,
 		def:         cfg.Policy.Default,
 		nonChatJobs: cfg.Executor.NonChatJobs,
