@@ -204,3 +204,6 @@ func TestAuditChainAndSyslogFromRealJobs(t *testing.T) {
 		t.Errorf("audit verify after an edit: %v\n%s", err, out)
 	}
 }
+
+// slackRateLimited is one 429 with a Retry-After of a second.
+func slackRateLimited() slacktest.Fault { return slacktest.RateLimited(time.Second) }

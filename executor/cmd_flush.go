@@ -12,6 +12,7 @@ import (
 
 	"github.com/chatops-executor/chatops-executor/delivery"
 	"github.com/chatops-executor/chatops-executor/failure"
+	"github.com/chatops-executor/chatops-executor/stages"
 )
 
 // runFlush delivers the chat messages waiting in the outbox (Slack was down, slow or rate
@@ -64,7 +65,9 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 			return fmt.Errorf("flush: %w", err)
 		}
 	}
-	ob := delivery.Open(cfg.Executor.StateDir, poster, delivery.Options{Budget: *budget})
+	m := stages.Metrics(cfg)
+	ob := delivery.Open(cfg.Executor.StateDir, poster, stages.DeliveryOptions(m, delivery.Options{Budget: *budget}, a.stderr))
+	defer stages.WriteMetrics(cfg, m, a.stderr)
 	if *job != "" {
 		if _, err := ob.Job(*job); err != nil {
 			return usagef("flush --job: %v", err)

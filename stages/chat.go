@@ -74,7 +74,7 @@ func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
 		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
 		return nil
 	}
-	ob := delivery.Open(s.Cfg.Executor.StateDir, p, delivery.Options{})
+	ob := delivery.Open(s.Cfg.Executor.StateDir, p, DeliveryOptions(Metrics(s.Cfg), delivery.Options{}, log))
 	q, err := ob.Job(j.IDString())
 	if err != nil {
 		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)

@@ -158,6 +158,7 @@ func (s *Stages) Prepare(ctx context.Context) error {
 		decider = AllowAll{}
 	}
 	d, err := decider.Decide(ctx, j)
+	s.countDecision(d, err)
 	if err != nil {
 		return failure.Systemf("policy decision: %w", err)
 	}
@@ -205,7 +206,11 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 		outcome = Derive(rec, stagesRun, s.now())
 		fmt.Fprintf(s.Stderr, "%s: job %d (%s) %s\n", DriverName, j.ID, rec.Name, outcome)
 		s.reply(ctx, j, st, outcome)
+		s.countJob(outcome, stagesRun)
 	}
+	// Also after a job that never ran: the outbox may have changed, and the file's age
+	// tells the admin the executor is alive.
+	WriteMetrics(s.Cfg, Metrics(s.Cfg), s.Stderr)
 	var firstErr error
 	if err := os.RemoveAll(s.buildDir(j)); err != nil {
 		firstErr = failure.Systemf("remove build dir: %w", err)
