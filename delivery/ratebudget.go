@@ -44,8 +44,6 @@ type RateBudget struct {
 	path  string
 	share float64
 	clock Clock
-	// On429 is called for each rate-limited answer Slack gave (metrics). Optional.
-	On429 func(method string)
 }
 
 // Tier is one of Slack's rate limits: a rate and a burst the bucket can hold.
@@ -166,9 +164,6 @@ func (b *RateBudget) observe(bucket string, err error) error {
 	e := Classify(err)
 	if e.Code != "rate_limited" && e.Code != "http_429" && e.Code != "ratelimited" {
 		return err
-	}
-	if b.On429 != nil {
-		b.On429(e.Method)
 	}
 	after := e.RetryAfter
 	if after <= 0 {

@@ -169,15 +169,10 @@ func TestRateBudget429BlocksEveryProcess(t *testing.T) {
 	dir, clk := t.TempDir(), newFakeClock()
 	inner := &countPoster{errs: []error{&Error{Method: "chat.update", Code: "rate_limited", Class: Retryable, RetryAfter: 7 * time.Second}}}
 	a, b := newBudget(t, dir, inner, 1, clk), newBudget(t, dir, inner, 1, clk)
-	var methods []string
-	a.On429 = func(m string) { methods = append(methods, m) }
 	err := a.UpdateMessage(context.Background(), "C1", "1.0", "x")
 	var e *Error
 	if !errors.As(err, &e) || e.Code != "rate_limited" || e.RetryAfter != 7*time.Second {
 		t.Fatalf("the 429 was not passed on: %v", err)
-	}
-	if len(methods) != 1 || methods[0] != "chat.update" {
-		t.Errorf("On429 saw %v", methods)
 	}
 	// The other process waits out Retry-After (and one token's refill), without asking Slack.
 	if err := b.UpdateMessage(context.Background(), "C1", "1.0", "x"); err != nil {
