@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -35,5 +36,28 @@ func TestFleetKeys(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: error %v, want %q", tt.toml, err, tt.want)
 		}
+	}
+}
+
+func TestCheckFleetKeys(t *testing.T) {
+	dir := t.TempDir()
+	notSock := dir + "/plain"
+	if err := os.WriteFile(notSock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse("c.toml", []byte(minimal+"[policy]\naudit_syslog = \""+dir+"/missing.sock\"\n[metrics]\ntextfile = \""+notSock+"/x.prom\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range cfg.checkFleet() {
+		got = append(got, p.String())
+	}
+	if len(got) != 2 || !strings.Contains(got[0], "policy.audit_syslog: no syslog socket") || !strings.Contains(got[1], "metrics.textfile") {
+		t.Errorf("problems %q", got)
+	}
+	cfg.Policy.AuditSyslog = notSock
+	if ps := cfg.checkFleet(); len(ps) == 0 || !strings.Contains(ps[0].Msg, "is not a socket") {
+		t.Errorf("a plain file as the socket: %v", ps)
 	}
 }
