@@ -75,12 +75,17 @@ func TestVerifyFindsTampering(t *testing.T) {
 		{"edited last line", func(ls []string) []string {
 			ls[5] = strings.Replace(ls[5], "input 6", "input 7", 1)
 			return ls
-		}, 6, "the last line (record 6) was edited"},
+		}, 6, "record 6 was edited: it does not match the chain file"},
 		{"cut from the end", func(ls []string) []string { return ls[:4] }, 4, "records 5 to 6 were removed from the end"},
 		{"not JSON", func(ls []string) []string {
 			ls[1] = "garbage\n"
 			return ls
 		}, 2, "not a JSON record"},
+		{"a record appended after the chain file was read is not a cut", func(ls []string) []string {
+			// Stands for an Append between verify's reading of the chain file and of the
+			// log: the log holds one record more than the chain file.
+			return ls
+		}, 0, "append"},
 		{"lines removed from the start", func(ls []string) []string { return ls[2:] }, 1, ""},
 	}
 	for _, tt := range tests {
@@ -88,6 +93,15 @@ func TestVerifyFindsTampering(t *testing.T) {
 			l := &Log{Path: filepath.Join(t.TempDir(), "audit.jsonl"), Host: "h"}
 			appendN(t, l, 1, 6)
 			writeLines(t, l.Path, tt.tamper(lines(t, l.Path)))
+			if tt.want == "append" {
+				head, _ := os.ReadFile(ChainPath(l.Path))
+				appendN(t, l, 7, 1)
+				os.WriteFile(ChainPath(l.Path), head, 0o600)
+				if s, err := Verify([]string{l.Path}); err != nil || s.Records != 7 || !s.Tail {
+					t.Errorf("summary %+v, err %v", s, err)
+				}
+				return
+			}
 			s, err := Verify([]string{l.Path})
 			if tt.want == "" {
 				// Without the older files, a log that starts part-way is not a break, but

@@ -11,6 +11,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Break is the first place where a chain of audit files does not hold.
@@ -36,8 +38,6 @@ type Summary struct {
 	Hosts     []string
 	// Tail says whether the live log's end was checked against its chain file.
 	Tail bool
-	// Note reports something odd that is not tampering.
-	Note string
 }
 
 // Verify checks the chain through files, given oldest first (audit.jsonl.3.gz, …,
@@ -48,6 +48,17 @@ type Summary struct {
 // errors are for reading the files.
 func Verify(files []string) (Summary, error) {
 	var s Summary
+	if len(files) == 0 {
+		return s, errors.New("audit verify: no files")
+	}
+	// The chain file is read first: records appended while we read are newer than it, and
+	// must not look like lines cut from the end.
+	tail, err := readTail(files[len(files)-1])
+	if err != nil {
+		return s, err
+	}
+	s.Tail = tail != nil
+	tailSeen := false
 	var prev []byte // the previous line
 	var prevSeq uint64
 	lastN := 0 // line of the last record in the last file
@@ -116,6 +127,12 @@ func Verify(files []string) (Summary, error) {
 					s.Hosts = append(s.Hosts, c.Host)
 				}
 			}
+			if tail != nil && c.Seq == tail.Seq && c.Seq > 0 {
+				tailSeen = true
+				if lineHash(line) != tail.Hash {
+					return s, brk("record %d was edited: it does not match the chain file, which holds the last record's hash", c.Seq)
+				}
+			}
 			prev = line
 			lastN = n
 			s.Records++
@@ -125,41 +142,52 @@ func Verify(files []string) (Summary, error) {
 		}
 		closeFn()
 	}
-	if len(files) == 0 {
-		return s, errors.New("audit verify: no files")
+	if tail == nil || tailSeen || tail.Seq == 0 {
+		return s, nil
 	}
-	return s, verifyTail(&s, files[len(files)-1], lastN, prev, prevSeq)
+	last := files[len(files)-1]
+	switch {
+	case tail.Seq > prevSeq:
+		return s, &Break{File: last, Line: lastN, Problem: fmt.Sprintf("records %d to %d were removed from the end of the log", prevSeq+1, tail.Seq)}
+	case s.FirstSeq > 0 && tail.Seq < s.FirstSeq:
+		return s, nil // the chain file's record is in an older file, not given
+	default:
+		return s, &Break{File: ChainPath(last), Line: 1, Problem: fmt.Sprintf("the chain file names record %d, which the log does not hold: one of them was changed", tail.Seq)}
+	}
 }
 
-// verifyTail compares the end of the live log with its chain file.
-func verifyTail(s *Summary, last string, lastN int, prev []byte, prevSeq uint64) error {
-	data, err := os.ReadFile(ChainPath(last))
+// readTail reads the chain file beside the live log, under a shared lock so it is not read
+// half-written; nil when there is none (a rotated file, or a log from before the chain).
+func readTail(last string) (*chainHead, error) {
+	f, err := os.Open(ChainPath(last))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil // a rotated file, or a log written before the chain
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("read chain file: %w", err)
+		return nil, fmt.Errorf("audit verify: %w", err)
+	}
+	defer f.Close()
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_SH)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit verify: lock %s: %w", f.Name(), err)
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("audit verify: %w", err)
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return nil, nil
 	}
 	var h chainHead
 	if err := json.Unmarshal(data, &h); err != nil {
-		return &Break{File: ChainPath(last), Line: 1, Problem: "the chain file is not valid: it was edited"}
+		return nil, &Break{File: f.Name(), Line: 1, Problem: "the chain file is not valid: it was edited"}
 	}
-	s.Tail = true
-	switch {
-	case h.Seq == prevSeq && prev != nil && h.Hash == lineHash(prev):
-		return nil
-	case h.Seq == prevSeq && prevSeq > 0:
-		return &Break{File: last, Line: lastN, Problem: fmt.Sprintf("the last line (record %d) was edited: it does not match the chain file", prevSeq)}
-	case h.Seq > prevSeq:
-		return &Break{File: last, Line: lastN, Problem: fmt.Sprintf("records %d to %d were removed from the end of the log", prevSeq+1, h.Seq)}
-	case h.Seq+1 == prevSeq:
-		// Append writes the line, then the chain file: a writer that died between the two
-		// leaves it one behind. Not tampering, but worth a look.
-		s.Note = fmt.Sprintf("the chain file is one record behind the log (record %d): a writer stopped between the two writes", prevSeq)
-		return nil
-	default:
-		return &Break{File: ChainPath(last), Line: 1, Problem: fmt.Sprintf("the chain file says record %d, the log ends at record %d: one of them was changed", h.Seq, prevSeq)}
-	}
+	return &h, nil
 }
 
 // findSeq returns the line after line from where file holds record seq, or 0.

@@ -82,8 +82,5 @@ func runAudit(_ context.Context, a *app, args []string) error {
 	if !s.Tail {
 		fmt.Fprintf(a.stdout, "%s: note: no chain file next to %s: lines cut from its end would not show\n", name, files[len(files)-1])
 	}
-	if s.Note != "" {
-		fmt.Fprintf(a.stdout, "%s: note: %s\n", name, s.Note)
-	}
 	return nil
 }
