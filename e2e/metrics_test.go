@@ -103,6 +103,8 @@ func TestMetricsTextfileCountsTheJobsRun(t *testing.T) {
 		{"chatops_executor_deliveries_total", map[string]string{"outcome": "failed"}, 0},
 		{"chatops_executor_slack_rate_limited_total", nil, 0},
 		{"chatops_executor_stage_duration_seconds", map[string]string{"stage": "build_script"}, 4},
+		{"chatops_executor_stage_duration_seconds", map[string]string{"stage": "prepare"}, 5},
+		{"chatops_executor_stage_duration_seconds", map[string]string{"stage": "cleanup"}, 5},
 		{"chatops_executor_outbox_waiting_messages", nil, 0},
 		{"chatops_executor_outbox_oldest_message_age_seconds", nil, 0},
 	} {

@@ -72,7 +72,7 @@ var specs = []spec{
 	{name: "chatops_executor_policy_decisions_total", help: "Policy decisions made in prepare, by result (allow, deny, error) and the rule that decided.", labels: []string{"result", "rule"}},
 	{name: "chatops_executor_deliveries_total", help: "Chat messages handled, by kind (post, update, ephemeral, upload, progress) and outcome (sent, failed, unknown, expired, postponed, skipped).", labels: []string{"kind", "outcome"}},
 	{name: "chatops_executor_slack_rate_limited_total", help: "HTTP 429 answers from Slack, by Web API method.", labels: []string{"method"}},
-	{name: "chatops_executor_stage_duration_seconds", help: "Duration of the job's run stages, by the runner's stage name.", labels: []string{"stage"}, histogram: true},
+	{name: "chatops_executor_stage_duration_seconds", help: "Duration of the job's stages: the runner's stage names for run, and prepare (with the policy decision) and cleanup (with the reply).", labels: []string{"stage"}, histogram: true},
 }
 
 func specFor(name string) (spec, bool) {
@@ -125,9 +125,11 @@ func (s *Store) StageDurations(stages map[string][]time.Duration) error {
 	})
 }
 
-// knownStages are the stage names gitlab-runner 19.4 passes to run. Others (a future
+// knownStages are the stage names gitlab-runner 19.4 passes to run, and the executor's
+// prepare and cleanup calls. Others (a future
 // runner's) are counted as "other", so the label set stays bounded.
 var knownStages = []string{
+	"prepare", "cleanup", // the executor's own calls
 	"prepare_script", "get_sources", "clear_worktree", "restore_cache", "download_artifacts",
 	"step_script", "build_script", "after_script", "archive_cache", "archive_cache_on_failure",
 	"upload_artifacts_on_success", "upload_artifacts_on_failure", "cleanup_file_variables",

@@ -75,8 +75,15 @@ func (s *Stages) countDecision(d Decision, err error) {
 	}
 }
 
-// countJob records a job's end at cleanup: its final status and how long its stages ran,
-// then rewrites the text file.
+// countCall records how long the executor's prepare or cleanup call of a job took, from
+// started on.
+func (s *Stages) countCall(call string, started time.Time) {
+	if err := Metrics(s.Cfg).StageDurations(map[string][]time.Duration{call: {s.now().Sub(started)}}); err != nil {
+		fmt.Fprintf(s.Stderr, "%s: %v\n", DriverName, err)
+	}
+}
+
+// countJob records a job's end at cleanup: its final status and how long its stages ran.
 func (s *Stages) countJob(o Outcome, stages []StageRecord) {
 	m := Metrics(s.Cfg)
 	if m == nil {

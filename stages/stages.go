@@ -127,6 +127,7 @@ func (s *Stages) Prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer s.countCall("prepare", s.now())
 	st := OpenState(s.Cfg.Executor.StateDir, j.ID)
 	if err := st.Create(); err != nil {
 		return failure.Systemf("%w", err)
@@ -187,6 +188,7 @@ func (s *Stages) Prepare(ctx context.Context) error {
 // but fails only when the job's files could not be removed: chat being unreachable is
 // never a reason to fail a job.
 func (s *Stages) Cleanup(ctx context.Context) error {
+	started := s.now()
 	j, err := s.loadJob()
 	if err != nil {
 		return err
@@ -207,6 +209,7 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 		fmt.Fprintf(s.Stderr, "%s: job %d (%s) %s\n", DriverName, j.ID, rec.Name, outcome)
 		s.reply(ctx, j, st, outcome)
 		s.countJob(outcome, stagesRun)
+		s.countCall("cleanup", started) // up to here: the reply is what takes time
 	}
 	// Also after a job that never ran: the outbox may have changed, and the file's age
 	// tells the admin the executor is alive.
