@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -217,7 +218,7 @@ func (b *RateBudget) giveBack(bucket string, n float64) {
 // tier is the host's share of bucket's Slack tier.
 func (b *RateBudget) tier(bucket string) Tier {
 	name := bucket
-	if len(name) > 5 && name[:5] == "post:" {
+	if strings.HasPrefix(name, "post:") {
 		name = "post"
 	}
 	t := Tiers[name]
@@ -283,7 +284,7 @@ func (b *RateBudget) update(fn func(s *rateState, now time.Time)) error {
 	now := b.clock.Now()
 	fn(&s, now)
 	for name, bk := range s.Buckets {
-		if len(name) > 5 && name[:5] == "post:" && now.Sub(bk.At) > idleBucket {
+		if strings.HasPrefix(name, "post:") && now.Sub(bk.At) > idleBucket {
 			delete(s.Buckets, name)
 		}
 	}

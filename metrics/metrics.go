@@ -85,7 +85,7 @@ func specFor(name string) (spec, bool) {
 
 // JobEnded counts a job's final status.
 func (s *Store) JobEnded(status string) error {
-	return s.add("chatops_executor_jobs_total", 1, 0, status)
+	return s.add("chatops_executor_jobs_total", 1, status)
 }
 
 // PolicyDecision counts a decision: result is "allow", "deny" or "error".
@@ -93,17 +93,17 @@ func (s *Store) PolicyDecision(result, rule string) error {
 	if rule == "" {
 		rule = "none"
 	}
-	return s.add("chatops_executor_policy_decisions_total", 1, 0, result, rule)
+	return s.add("chatops_executor_policy_decisions_total", 1, result, rule)
 }
 
 // Delivery counts what became of one chat message.
 func (s *Store) Delivery(kind, outcome string) error {
-	return s.add("chatops_executor_deliveries_total", 1, 0, kind, outcome)
+	return s.add("chatops_executor_deliveries_total", 1, kind, outcome)
 }
 
 // RateLimited counts a 429 from Slack.
 func (s *Store) RateLimited(method string) error {
-	return s.add("chatops_executor_slack_rate_limited_total", 1, 0, method)
+	return s.add("chatops_executor_slack_rate_limited_total", 1, method)
 }
 
 // StageDurations observes the duration of each run stage of a job.
@@ -146,7 +146,7 @@ func StageLabel(stage string) string {
 	return "other"
 }
 
-func (s *Store) add(name string, v float64, _ int, labels ...string) error {
+func (s *Store) add(name string, v float64, labels ...string) error {
 	if s == nil {
 		return nil
 	}
