@@ -1,7 +1,6 @@
 package stages
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/chatops-executor/chatops-executor/atomicfile"
 
@@ -119,44 +117,4 @@ func readCounts(st State) (replies.Counts, error) {
 		return c, fmt.Errorf("read reply markers: corrupt %s: %w", countsFile, err)
 	}
 	return c, nil
-}
-
-// lastLineMax bounds the remembered line; a progress message shows a few hundred
-// characters of it at most.
-const lastLineMax = 1024
-
-// lastLine remembers the last complete non-blank line written to it, in bounded memory.
-type lastLine struct {
-	mu   sync.Mutex
-	cur  []byte // the line being written (its first lastLineMax bytes)
-	done []byte // the last complete non-blank line
-}
-
-func (l *lastLine) Write(p []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		chunk := p
-		if i >= 0 {
-			chunk = p[:i]
-		}
-		if room := lastLineMax - len(l.cur); room > 0 {
-			l.cur = append(l.cur, chunk[:min(room, len(chunk))]...)
-		}
-		if i < 0 {
-			return
-		}
-		if len(bytes.TrimSpace(l.cur)) > 0 {
-			l.done = append(l.done[:0], l.cur...)
-		}
-		l.cur = l.cur[:0]
-		p = p[i+1:]
-	}
-}
-
-func (l *lastLine) get() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return string(l.done)
 }
