@@ -1,0 +1,289 @@
+//go:build linux && !nosplice
+
+package stages
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// startCopy starts copying the job's output from r to the runner's out, with a copy for
+// sink. When out is a pipe the tee engine moves the runner's copy inside the kernel;
+// anything else (a file, a terminal, a test's buffer) gets the plain copy.
+func startCopy(out io.Writer, r *os.File, sink Sink) *outputCopy {
+	if f, ok := out.(*os.File); ok && isPipe(f) {
+		if c, err := startTeeCopy(f, r, sink); err == nil {
+			return c
+		}
+	}
+	return startPlainCopy(out, r, sink)
+}
+
+func isPipe(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeNamedPipe != 0
+}
+
+// teeMax is the most one tee(2) call takes: all a full job pipe holds.
+const teeMax = pipeSize
+
+// teeCopy is the tee engine: tee(2) duplicates what the job wrote into the capture's pipe
+// without consuming it, splice(2) then moves exactly that much on to the runner, and the
+// capture reads its pipe in a goroutine of its own. No byte of the runner's copy enters
+// user space, and the only copy the executor makes is the capture's read.
+//
+// When the capture's pipe is full (the capture is captureBound behind), tee has nowhere
+// to put output: it goes on to the runner by splice alone and the gap is recorded, at its
+// place in the capture's stream, for the capture to learn when it gets there.
+type teeCopy struct {
+	job        syscall.RawConn // the read end of the job's pipe
+	out        int             // the runner's pipe; s.Stdout, open for the whole stage
+	capR, capW *os.File        // the capture's pipe
+	capFd      int             // capW's descriptor; run closes capW when it is done with it
+	sink       Sink
+	c          *outputCopy
+	drainBuf   []byte
+
+	mu   sync.Mutex
+	teed int64     // bytes put into the capture's pipe so far
+	gaps []teedGap // gaps the capture has not reached yet
+}
+
+// teedGap is a gap in the capture's stream: lost bytes missing after at teed bytes.
+type teedGap struct{ at, lost int64 }
+
+func startTeeCopy(out, r *os.File, sink Sink) (*outputCopy, error) {
+	job, err := r.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	outConn, err := out.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	outFd := -1
+	if err := outConn.Control(func(fd uintptr) { outFd = int(fd) }); err != nil {
+		return nil, err
+	}
+	capR, capW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	capConn, err := capW.SyscallConn()
+	if err == nil {
+		err = capConn.Control(func(fd uintptr) {
+			// As large as the kernel allows up to captureBound; a smaller pipe only means
+			// the capture misses output sooner when it falls behind.
+			if _, e := unix.FcntlInt(fd, unix.F_SETPIPE_SZ, captureBound); e != nil {
+				_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize)
+			}
+		})
+	}
+	capFd := -1
+	if err == nil {
+		err = capConn.Control(func(fd uintptr) { capFd = int(fd) })
+	}
+	if err != nil {
+		capR.Close()
+		capW.Close()
+		return nil, err
+	}
+	c := &outputCopy{done: make(chan error, 1), abandon: func() { r.Close() }}
+	t := &teeCopy{job: job, out: outFd, capW: capW, capR: capR, capFd: capFd, sink: sink, c: c}
+	sunk := make(chan error, 1)
+	go func() { sunk <- t.capture() }()
+	go func() {
+		err := t.run()
+		runtime.KeepAlive(out)
+		t.capW.Close() // the capture reads to EOF, then finishes
+		c.done <- errors.Join(err, <-sunk)
+	}()
+	return c, nil
+}
+
+// run moves the job's output until the job's pipe reaches EOF (every writer has closed
+// it) or is closed under it (abandon).
+func (t *teeCopy) run() error {
+	var runnerErr error
+	for {
+		var eof bool
+		var fail error
+		err := t.job.Read(func(fd uintptr) bool {
+			if runnerErr != nil {
+				return t.drain(int(fd), &eof, &fail)
+			}
+			return t.move(int(fd), &eof, &fail, &runnerErr)
+		})
+		switch {
+		case err != nil && runnerErr != nil:
+			return runnerErr
+		case err != nil:
+			return fmt.Errorf("read job output: %w", err)
+		case fail != nil:
+			return fail
+		case eof:
+			return runnerErr
+		}
+	}
+}
+
+// move tees and splices until the job's pipe is empty (false: wait for more), at EOF or
+// on an error (true).
+func (t *teeCopy) move(job int, eof *bool, fail, runnerErr *error) bool {
+	for {
+		n, err := unix.Tee(job, t.capFd, teeMax, unix.SPLICE_F_NONBLOCK)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			avail, ierr := unix.IoctlGetInt(job, unix.TIOCINQ) // FIONREAD
+			if ierr != nil || avail == 0 {
+				return false // nothing to read: wait for the job
+			}
+			// The capture's pipe is full: the runner gets this output without it.
+			moved, serr := t.splice(job, avail)
+			t.gap(int64(moved))
+			if serr != nil {
+				*runnerErr = serr
+				return true
+			}
+		case err != nil:
+			*fail = fmt.Errorf("read job output: tee: %w", err)
+			return true
+		case n == 0:
+			*eof = true
+			return true
+		default:
+			t.mu.Lock()
+			t.teed += int64(n)
+			t.mu.Unlock()
+			if _, serr := t.splice(job, int(n)); serr != nil {
+				*runnerErr = serr
+				return true
+			}
+		}
+	}
+}
+
+// splice moves exactly n bytes, which the job's pipe holds, to the runner, waiting while
+// the runner's pipe is full.
+func (t *teeCopy) splice(job, n int) (int, error) {
+	moved := 0
+	for moved < n {
+		m, err := unix.Splice(job, nil, t.out, nil, n-moved, unix.SPLICE_F_MOVE)
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			// The runner's pipe is full (the job's pipe is non-blocking, which makes the
+			// whole splice so): wait for the runner, as a job writing to it directly would.
+			fds := []unix.PollFd{{Fd: int32(t.out), Events: unix.POLLOUT}}
+			if _, perr := unix.Poll(fds, -1); perr != nil && perr != unix.EINTR {
+				return moved, fmt.Errorf("write to runner: %w", perr)
+			}
+		case err != nil:
+			return moved, fmt.Errorf("write to runner: %w", err)
+		case m == 0:
+			return moved, fmt.Errorf("write to runner: %w", io.ErrUnexpectedEOF)
+		default:
+			moved += int(m)
+		}
+	}
+	return moved, nil
+}
+
+// drain reads and drops the job's output after the runner stopped reading, so the job is
+// not blocked on a full pipe.
+func (t *teeCopy) drain(job int, eof *bool, fail *error) bool {
+	if t.drainBuf == nil {
+		t.drainBuf = make([]byte, copyBufSize)
+	}
+	for {
+		n, err := unix.Read(job, t.drainBuf)
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return false
+		case err != nil:
+			*fail = fmt.Errorf("read job output: %w", err)
+			return true
+		case n == 0:
+			*eof = true
+			return true
+		}
+	}
+}
+
+// gap records that n bytes reached the runner but not the capture, after what was teed
+// so far.
+func (t *teeCopy) gap(n int64) {
+	if n <= 0 {
+		return
+	}
+	t.c.lost.Add(n)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if k := len(t.gaps); k > 0 && t.gaps[k-1].at == t.teed {
+		t.gaps[k-1].lost += n
+		return
+	}
+	t.gaps = append(t.gaps, teedGap{at: t.teed, lost: n})
+}
+
+// capture reads the capture's pipe into the sink, telling it of each gap at its place.
+// A broken sink costs the reply, never the job or its log: it gets nothing more after a
+// write error, which is returned at the end.
+func (t *teeCopy) capture() error {
+	defer t.capR.Close()
+	buf := make([]byte, copyBufSize)
+	var read int64
+	var sinkErr error
+	write := func(p []byte) {
+		if sinkErr == nil && len(p) > 0 {
+			if _, err := t.sink.Write(p); err != nil {
+				sinkErr = fmt.Errorf("capture: %w", err)
+			}
+		}
+	}
+	for {
+		n, err := t.capR.Read(buf)
+		p := buf[:n]
+		// Every gap inside this chunk was recorded before the bytes after it were teed.
+		for _, g := range t.gapsBefore(read + int64(n)) {
+			k := g.at - read
+			write(p[:k])
+			p, read = p[k:], g.at
+			if sinkErr == nil {
+				t.sink.Lost(g.lost)
+			}
+		}
+		write(p)
+		read += int64(len(p))
+		if errors.Is(err, io.EOF) {
+			return sinkErr
+		}
+		if err != nil {
+			return errors.Join(sinkErr, fmt.Errorf("read capture pipe: %w", err))
+		}
+	}
+}
+
+// gapsBefore removes and returns the gaps at or before offset end of the capture's stream
+// (at the end of the stream, all of them).
+func (t *teeCopy) gapsBefore(end int64) []teedGap {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := 0
+	for k < len(t.gaps) && t.gaps[k].at <= end {
+		k++
+	}
+	gs := append([]teedGap(nil), t.gaps[:k]...)
+	t.gaps = t.gaps[k:]
+	return gs
+}
