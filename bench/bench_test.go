@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -45,7 +47,7 @@ type builtBinary struct {
 	err  error
 }
 
-// binary builds the executor once per set of build tags ("" or "nosplice").
+// binary builds the executor once per set of build tags ("" or "splice").
 func binary(b *testing.B, tags string) string {
 	b.Helper()
 	v, _ := buildOnce.LoadOrStore(tags, &builtBinary{})
@@ -137,6 +139,7 @@ type sample struct {
 	wall   time.Duration
 	cpu    time.Duration // user+system of the process and its waited-for children
 	maxRSS int64         // KiB: the process's own peak (VmHWM), sampled while it runs
+	lost   int64         // bytes the executor said its reply capture missed
 }
 
 // measure runs cmd with its stdout and stderr read from pipes, as the runner reads them.
@@ -160,11 +163,12 @@ func measure(b *testing.B, cmd *exec.Cmd, size int64) sample {
 	stop := make(chan struct{})
 	go func() { hwm <- sampleHWM(cmd.Process.Pid, stop) }()
 	var errBytes int64
+	errTail := &tail{}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		errBytes, _ = io.CopyBuffer(io.Discard, stderr, make([]byte, 64<<10))
+		errBytes, _ = io.CopyBuffer(errTail, stderr, make([]byte, 64<<10))
 	}()
 	n, err := io.CopyBuffer(io.Discard, stdout, make([]byte, 64<<10))
 	if err != nil {
@@ -180,11 +184,31 @@ func measure(b *testing.B, cmd *exec.Cmd, size int64) sample {
 	if n+errBytes < size {
 		b.Fatalf("%v: read %d bytes, want at least %d", cmd.Args, n+errBytes, size)
 	}
+	var lost int64
+	if m := lostRe.FindSubmatch(errTail.buf); m != nil {
+		lost, _ = strconv.ParseInt(string(m[1]), 10, 64)
+		errBytes -= int64(len(m[0])) // the warning is not the job's output
+	}
 	return sample{
 		wall:   wall,
 		cpu:    cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(),
 		maxRSS: peak,
+		lost:   lost,
 	}
+}
+
+// lostRe finds the executor's warning that its reply capture fell behind.
+var lostRe = regexp.MustCompile(`reply capture fell behind the job: ([0-9]+) bytes`)
+
+// tail keeps the last 4 KiB written to it: where the executor's own messages are.
+type tail struct{ buf []byte }
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p[max(0, len(p)-4096):]...)
+	if len(t.buf) > 4096 {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-4096:]...)
+	}
+	return len(p), nil
 }
 
 // sampleHWM reads the process's VmHWM every few milliseconds until stop is closed (the
@@ -304,39 +328,49 @@ func compare(b *testing.B, what string, rounds int, scripts []string, ss []shape
 			}
 		}
 	}
-	b.Logf("%s: %d rounds, order rotated; ratio and extra CPU are against %q in the same round", what, rounds, sides[0].name)
+	// Printed rather than logged: the testing package cuts a benchmark's log to 10 lines.
+	fmt.Printf("%s: %d rounds, order rotated; ratio and extra CPU are against %q in the same round\n", what, rounds, sides[0].name)
 	for si, sh := range ss {
-		b.Logf("%s (%d MiB):", sh.name, sh.size>>20)
+		fmt.Printf("%s (%d MiB):\n", sh.name, sh.size>>20)
 		for i, sd := range sides {
 			rr := res[si][i]
 			var walls []time.Duration
-			var rss int64
+			var rss, lost int64
+			lossy := 0
 			for _, s := range rr.samples {
 				walls = append(walls, s.wall)
 				rss = max(rss, s.maxRSS)
+				if s.lost > 0 {
+					lossy++
+					lost = max(lost, s.lost)
+				}
 			}
 			rlo, rhi := spread(rr.ratios)
 			elo, ehi := spread(rr.extra)
-			b.Logf("  %-28s median %7v  ratio %.3f (%.3f–%.3f)  extra CPU %6.3f s/GiB (%.3f–%.3f)  peak RSS %5.1f MiB",
+			note := ""
+			if lossy > 0 {
+				note = fmt.Sprintf("  capture fell behind in %d runs (at most %.1f MiB missed)", lossy, float64(lost)/(1<<20))
+			}
+			fmt.Printf("  %-28s median %7v  ratio %.3f (%.3f–%.3f)  extra CPU %6.3f s/GiB (%.3f–%.3f)  peak RSS %5.1f MiB%s\n",
 				sd.name, median(walls).Round(time.Millisecond), medianF(rr.ratios), rlo, rhi,
-				medianF(rr.extra), elo, ehi, float64(rss)/1024)
+				medianF(rr.extra), elo, ehi, float64(rss)/1024, note)
 			if i > 0 {
-				metric := strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "").Replace(sh.name + " " + sd.name)
+				metric := strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "", "/", "-").Replace(sh.name + " " + sd.name)
 				b.ReportMetric(medianF(rr.ratios), "ratio-"+metric)
 			}
 		}
 	}
-	b.Logf("peak RSS is the measured process's own (bash, or the executor without its children): VmHWM sampled every 5 ms")
+	fmt.Println("peak RSS is the measured process's own (bash, or the executor without its children): VmHWM sampled every 5 ms")
 }
 
 // BenchmarkShapes compares `chatops-executor run` on the user script with bash running the
 // same script straight into the runner's pipes, for each shape of output: with replies on
-// (the reply is captured, the start message shows progress), with the plain-copy engine
-// the executor falls back to when its output is not a pipe, and with replies off (nothing
-// is captured: the job writes straight to the runner).
+// (the reply is captured, the start message shows progress) with the plain-copy engine
+// that ships and with the tee engine (-tags splice), and with replies off (nothing is
+// captured: the job writes straight to the runner).
 func BenchmarkShapes(b *testing.B) {
 	on := setup(b, jobKind{replies: true})
-	plain := setup(b, jobKind{replies: true, tags: "nosplice"})
+	tee := setup(b, jobKind{replies: true, tags: "splice"})
 	off := setup(b, jobKind{})
 	var scripts []string
 	for i, sh := range shapes {
@@ -347,8 +381,8 @@ func BenchmarkShapes(b *testing.B) {
 	}
 	compare(b, "run build_script vs bash direct", shapeRounds, scripts, shapes, []side{
 		{"bash direct", func(script string) *exec.Cmd { return exec.Command("bash", script) }},
-		{"replies on (tee/splice)", run(on)},
-		{"replies on (plain copy)", run(plain)},
+		{"replies on (plain copy)", run(on)},
+		{"replies on (tee, -tags splice)", run(tee)},
 		{"replies off (no capture)", run(off)},
 	})
 }

@@ -18,10 +18,11 @@ import (
 // the bytes it missed are counted, the reply says they are missing, and the job log gets a
 // warning.
 //
-// Two engines do the copying. On Linux, when the runner's end is a pipe (it is, under
-// gitlab-runner), the runner's copy never enters user space: tee(2) duplicates the job's
-// pipe into the capture's pipe and splice(2) moves it on to the runner (tee_linux.go).
-// Otherwise a plain read/write loop copies it and hands its buffers to the capture.
+// The plain engine copies: one read into a buffer of the capture's, one write to the
+// runner, and the buffer goes to the capture's goroutine without another copy. A second
+// engine, built with the splice tag on Linux, keeps the runner's copy out of user space
+// (tee(2) into a capture pipe, splice(2) on to the runner; tee_linux.go); it is not the
+// default, see there.
 
 // pipeSize is the capacity asked of the job's output pipe. Linux's default 64 KiB makes
 // the job block on every 64 KiB it writes while the executor copies; 1 MiB (the
@@ -32,16 +33,20 @@ const pipeSize = 1 << 20
 const copyBufSize = 256 << 10
 
 // captureBound is how much output the capture may fall behind the runner before it starts
-// missing output: the capture pipe of the tee engine (where the kernel allows that size;
-// pipeSize otherwise), the buffers of the plain engine.
-const captureBound = 4 << 20
+// missing output: the capture pipe of the tee engine, where the kernel allows that size
+// (pipeSize otherwise). The plain engine's buffers are in the executor's own memory, so
+// it allows plainCaptureBound.
+const (
+	captureBound      = 4 << 20
+	plainCaptureBound = 2 << 20
+)
 
 // Sink is a stage's capture: it receives a copy of the job's output, in order, from a
 // goroutine of its own.
 type Sink interface {
 	io.WriteCloser
 	// Lost says that n bytes of output, at this point of the stream, reached the runner
-	// but not the capture, which had fallen captureBound behind.
+	// but not the capture, which had fallen too far behind (see captureBound).
 	Lost(n int64)
 }
 
@@ -59,25 +64,122 @@ type outputCopy struct {
 	// abandon stops reading the job's pipe: a process outside the job's group holds it open.
 	abandon func()
 	lost    atomic.Int64 // bytes the capture missed
+	engine  string       // "tee" or "plain", for tests
 }
 
-// startPlainCopy copies r to out with read and write, and hands each chunk to the sink's
-// goroutine by swapping buffers: no copy, and when no buffer is free (the sink is
-// captureBound behind) the chunk goes to the runner only.
+// startPlainCopy copies r to out with read and write, reading straight into the capture's
+// buffers (see feeder): when none is free, output goes to the runner only.
 func startPlainCopy(out io.Writer, r *os.File, sink Sink) *outputCopy {
-	c := &outputCopy{done: make(chan error, 1), abandon: func() { r.Close() }}
-	free := &bufferPool{max: captureBound / copyBufSize}
-	// Buffers in flight never outnumber the pool, so sends never block; the one extra slot
-	// is for the final report of lost bytes.
-	chunks := make(chan captured, free.max+1)
-	sunk := make(chan error, 1)
-	go func() { sunk <- feedSink(sink, chunks, free) }()
+	c := &outputCopy{done: make(chan error, 1), abandon: func() { r.Close() }, engine: "plain"}
+	f, sunk := newFeeder(sink)
 	go func() {
-		err := plainCopy(out, r, chunks, free, &c.lost)
-		close(chunks)
+		err := plainCopy(out, r, f, &c.lost)
+		f.finish()
 		c.done <- errors.Join(err, <-sunk)
 	}()
 	return c
+}
+
+func plainCopy(runner io.Writer, r io.Reader, f *feeder, lost *atomic.Int64) error {
+	var spare []byte // for output read while the capture has no buffer free
+	for {
+		dst := f.buffer(false)
+		captured := dst != nil
+		if !captured {
+			if spare == nil {
+				spare = make([]byte, copyBufSize)
+			}
+			dst = spare
+		}
+		n, err := r.Read(dst)
+		if n > 0 {
+			if _, werr := runner.Write(dst[:n]); werr != nil {
+				// The runner stopped reading: keep draining so the job is not blocked, and
+				// report it at the end.
+				return drain(r, dst, fmt.Errorf("write to runner: %w", werr))
+			}
+			if captured {
+				f.got(n)
+			} else {
+				f.lose(int64(n))
+				lost.Add(int64(n))
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read job output: %w", err)
+		}
+	}
+}
+
+// feeder hands output to the sink's goroutine (feedSink) in buffers from a bufferPool,
+// without copying: output is read straight into the free part of the current buffer,
+// which goes to the sink as soon as the sink is idle, or once full while it is busy. So
+// the pool's bound (plainCaptureBound) counts bytes, however small the job's writes.
+type feeder struct {
+	chunks chan captured
+	free   *bufferPool
+	cur    []byte
+	fill   int
+	missed int64 // bytes lost since the last chunk
+}
+
+func newFeeder(sink Sink) (*feeder, <-chan error) {
+	f := &feeder{free: &bufferPool{max: plainCaptureBound / copyBufSize}}
+	// Every chunk but the last holds one of the pool's buffers, so sends never block.
+	f.chunks = make(chan captured, f.free.max+1)
+	sunk := make(chan error, 1)
+	go func() { sunk <- feedSink(sink, f.chunks, f.free) }()
+	return f, sunk
+}
+
+// buffer returns where to read the next output into: the free part of the current buffer.
+// When every buffer is with the sink it returns nil, or with wait, waits for one.
+func (f *feeder) buffer(wait bool) []byte {
+	if f.cur == nil {
+		f.cur, f.fill = f.free.get(wait), 0
+		if f.cur == nil {
+			return nil
+		}
+	}
+	return f.cur[f.fill:]
+}
+
+// got says that n bytes were read into buffer().
+func (f *feeder) got(n int) {
+	f.fill += n
+	if f.fill == len(f.cur) || len(f.chunks) == 0 {
+		f.send()
+	}
+}
+
+// lose says that n bytes of output are missing at this point.
+func (f *feeder) lose(n int64) {
+	if f.fill > 0 {
+		f.send()
+	}
+	f.missed += n
+}
+
+func (f *feeder) send() {
+	var data []byte
+	if f.cur != nil {
+		data = f.cur[:f.fill]
+	}
+	f.chunks <- captured{data: data, lostBefore: f.missed}
+	f.cur, f.fill, f.missed = nil, 0, 0
+}
+
+// finish sends what is left and ends the sink's goroutine.
+func (f *feeder) finish() {
+	if f.fill > 0 || f.missed > 0 {
+		f.send()
+	} else if f.cur != nil {
+		f.free.put(f.cur)
+	}
+	close(f.chunks)
 }
 
 // bufferPool hands out up to max buffers of copyBufSize, made when first needed and reused
@@ -85,68 +187,50 @@ func startPlainCopy(out io.Writer, r *os.File, sink Sink) *outputCopy {
 // only as far as it falls behind.
 type bufferPool struct {
 	mu   sync.Mutex
+	cond *sync.Cond
 	bufs [][]byte
 	made int
 	max  int
 }
 
-// get returns a free buffer, or nil when all max are in use.
-func (p *bufferPool) get() []byte {
+// get returns a free buffer. When all max are in use it returns nil, or with wait, waits
+// for one to be put back.
+func (p *bufferPool) get(wait bool) []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if k := len(p.bufs); k > 0 {
-		b := p.bufs[k-1]
-		p.bufs = p.bufs[:k-1]
-		return b
+	for {
+		if k := len(p.bufs); k > 0 {
+			b := p.bufs[k-1]
+			p.bufs = p.bufs[:k-1]
+			return b
+		}
+		if p.made < p.max {
+			p.made++
+			return make([]byte, copyBufSize)
+		}
+		if !wait {
+			return nil
+		}
+		if p.cond == nil {
+			p.cond = sync.NewCond(&p.mu)
+		}
+		p.cond.Wait()
 	}
-	if p.made == p.max {
-		return nil
-	}
-	p.made++
-	return make([]byte, copyBufSize)
 }
 
 func (p *bufferPool) put(b []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.bufs = append(p.bufs, b[:cap(b)])
+	if p.cond != nil {
+		p.cond.Signal()
+	}
 }
 
 // captured is a chunk of output for the sink, after lostBefore bytes it missed.
 type captured struct {
 	data       []byte
 	lostBefore int64
-}
-
-func plainCopy(runner io.Writer, r io.Reader, chunks chan<- captured, free *bufferPool, lost *atomic.Int64) error {
-	buf := make([]byte, copyBufSize)
-	var missed int64 // lost bytes not yet reported to the sink
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := runner.Write(buf[:n]); werr != nil {
-				// The runner stopped reading: keep draining so the job is not blocked, and
-				// report it at the end.
-				return drain(r, buf, fmt.Errorf("write to runner: %w", werr))
-			}
-			if next := free.get(); next != nil {
-				chunks <- captured{data: buf[:n], lostBefore: missed}
-				buf, missed = next, 0
-			} else {
-				missed += int64(n)
-				lost.Add(int64(n))
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			if missed > 0 {
-				chunks <- captured{lostBefore: missed}
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read job output: %w", err)
-		}
-	}
 }
 
 // feedSink writes the chunks to the sink and gives their buffers back. A broken capture
@@ -163,7 +247,7 @@ func feedSink(sink Sink, chunks <-chan captured, free *bufferPool) error {
 				sinkErr = fmt.Errorf("capture: %w", err)
 			}
 		}
-		if c.data != nil {
+		if cap(c.data) > 0 {
 			free.put(c.data)
 		}
 	}

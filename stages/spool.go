@@ -164,7 +164,7 @@ func (m spoolMeta) cuts(headLen, omitted int64) []SpoolCut {
 		}
 		cuts = append(cuts, c)
 	}
-	middle := omitted > 0 // still to add
+	middle := omitted > 0      // still to add
 	for _, g := range m.Gaps { // in written order
 		at := g.At
 		if omitted > 0 && at >= headLen {

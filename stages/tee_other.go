@@ -1,4 +1,4 @@
-//go:build !linux || nosplice
+//go:build !linux || !splice
 
 package stages
 
@@ -8,8 +8,11 @@ import (
 )
 
 // startCopy starts copying the job's output from r to the runner's out, with a copy for
-// sink. Without tee(2) and splice(2) (or built with the nosplice tag, which the benchmark
-// uses to compare the engines), every output gets the plain copy.
+// sink: the plain copy, for every output. (Built with the splice tag on Linux, output to a
+// pipe gets the tee engine instead; see tee_linux.go.)
 func startCopy(out io.Writer, r *os.File, sink Sink) *outputCopy {
 	return startPlainCopy(out, r, sink)
 }
+
+// pipeEngine is the engine output to a pipe gets (for tests).
+const pipeEngine = "plain"
