@@ -71,12 +71,8 @@ func (s *recordSink) check(t *testing.T, data []byte) {
 	var got int64
 	for _, seg := range s.segments {
 		if seg.at+int64(len(seg.data)) > int64(len(data)) || !bytes.Equal(seg.data, data[seg.at:seg.at+int64(len(seg.data))]) {
-			var gaps []int64
-			for _, g := range s.gapAt {
-				gaps = append(gaps, g)
-			}
-			idx := bytes.Index(data, seg.data)
-			t.Fatalf("the capture got %d bytes at offset %d that are not the job's output there (found at %d; lost %d; gaps at %v)", len(seg.data), seg.at, idx, s.lost, gaps)
+			t.Fatalf("the capture got %d bytes at offset %d that are not the job's output there (found at %d; lost %d; gaps at %v)",
+				len(seg.data), seg.at, bytes.Index(data, seg.data), s.lost, s.gapAt)
 		}
 		got += int64(len(seg.data))
 	}
