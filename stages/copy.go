@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The job's output crosses the executor on its way to the runner, and a stage that is
@@ -80,9 +81,12 @@ func startPlainCopy(out io.Writer, r *os.File, sink Sink) *outputCopy {
 	return c
 }
 
-func plainCopy(runner io.Writer, r io.Reader, f *feeder, lost *atomic.Int64) error {
+func plainCopy(runner io.Writer, r *os.File, f *feeder, lost *atomic.Int64) error {
 	var spare []byte // for output read while the capture has no buffer free
 	for {
+		if f.wait(r) {
+			continue
+		}
 		dst := f.buffer(false)
 		captured := dst != nil
 		if !captured {
@@ -92,6 +96,9 @@ func plainCopy(runner io.Writer, r io.Reader, f *feeder, lost *atomic.Int64) err
 			dst = spare
 		}
 		n, err := r.Read(dst)
+		if f.timedOut(r, err) {
+			continue
+		}
 		if n > 0 {
 			if _, werr := runner.Write(dst[:n]); werr != nil {
 				// The runner stopped reading: keep draining so the job is not blocked, and
@@ -117,13 +124,53 @@ func plainCopy(runner io.Writer, r io.Reader, f *feeder, lost *atomic.Int64) err
 // feeder hands output to the sink's goroutine (feedSink) in buffers from a bufferPool,
 // without copying: output is read straight into the free part of the current buffer,
 // which goes to the sink as soon as the sink is idle, or once full while it is busy. So
-// the pool's bound (plainCaptureBound) counts bytes, however small the job's writes.
+// the pool's bound (plainCaptureBound) counts bytes, however small the job's writes. What
+// it holds back while the sink is busy goes within captureFlush of the sink becoming idle,
+// so that a job gone quiet still has its last line in the progress edits.
 type feeder struct {
-	chunks chan captured
-	free   *bufferPool
-	cur    []byte
-	fill   int
-	missed int64 // bytes lost since the last chunk
+	chunks   chan captured
+	free     *bufferPool
+	idle     atomic.Bool // the sink waits for a chunk
+	cur      []byte
+	fill     int
+	missed   int64 // bytes lost since the last chunk
+	deadline bool  // a read deadline is set for captureFlush
+}
+
+// captureFlush bounds how long output waits in the feeder once the sink is idle.
+const captureFlush = 100 * time.Millisecond
+
+// wait prepares a read from r: with output held back, the read may wait captureFlush
+// at most. It reports whether it could not set the deadline and sent the output instead.
+func (f *feeder) wait(r *os.File) bool {
+	switch {
+	case f.fill > 0 && !f.deadline:
+		if r.SetReadDeadline(time.Now().Add(captureFlush)) != nil {
+			f.send()
+			return true
+		}
+		f.deadline = true
+	case f.fill == 0 && f.deadline:
+		_ = r.SetReadDeadline(time.Time{})
+		f.deadline = false
+	}
+	return false
+}
+
+// timedOut reports whether a read ended by the deadline wait set, and sends the output
+// held back.
+func (f *feeder) timedOut(r *os.File, err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	_ = r.SetReadDeadline(time.Time{})
+	f.deadline = false
+	if f.fill > 0 && f.idle.Load() {
+		// Only to an idle sink: one still busy gets the buffer once it is full, which
+		// keeps the bound in bytes however slowly the job writes.
+		f.send()
+	}
+	return true
 }
 
 func newFeeder(sink Sink) (*feeder, <-chan error) {
@@ -131,7 +178,7 @@ func newFeeder(sink Sink) (*feeder, <-chan error) {
 	// Every chunk but the last holds one of the pool's buffers, so sends never block.
 	f.chunks = make(chan captured, f.free.max+1)
 	sunk := make(chan error, 1)
-	go func() { sunk <- feedSink(sink, f.chunks, f.free) }()
+	go func() { sunk <- feedSink(sink, f.chunks, f.free, &f.idle) }()
 	return f, sunk
 }
 
@@ -150,7 +197,7 @@ func (f *feeder) buffer(wait bool) []byte {
 // got says that n bytes were read into buffer().
 func (f *feeder) got(n int) {
 	f.fill += n
-	if f.fill == len(f.cur) || len(f.chunks) == 0 {
+	if f.fill == len(f.cur) || f.idle.Load() {
 		f.send()
 	}
 }
@@ -236,9 +283,15 @@ type captured struct {
 // feedSink writes the chunks to the sink and gives their buffers back. A broken capture
 // costs the reply, never the job or its log: after a write error the sink gets nothing
 // more, and the error is returned at the end.
-func feedSink(sink Sink, chunks <-chan captured, free *bufferPool) error {
+func feedSink(sink Sink, chunks <-chan captured, free *bufferPool, idle *atomic.Bool) error {
 	var sinkErr error
-	for c := range chunks {
+	for {
+		idle.Store(true)
+		c, ok := <-chunks
+		idle.Store(false)
+		if !ok {
+			break
+		}
 		if sinkErr == nil && c.lostBefore > 0 {
 			sink.Lost(c.lostBefore)
 		}

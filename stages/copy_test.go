@@ -338,3 +338,41 @@ func TestCopyAbandon(t *testing.T) {
 		})
 	}
 }
+
+// slowSink takes a while over each write, as a capture on a slow disk would.
+type slowSink struct{ recordSink }
+
+func (s *slowSink) Write(p []byte) (int, error) {
+	time.Sleep(200 * time.Millisecond)
+	return s.recordSink.Write(p)
+}
+
+// Output held back while the capture was busy reaches it once it is idle, even if the
+// job goes quiet: the progress edits show its last line.
+func TestCopyQuietJobReachesCapture(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			out := e.out(t)
+			r, w := jobPipe(t)
+			sink := &slowSink{}
+			c := startCopy(out.w, r, sink)
+			for _, line := range []string{"first\n", "second\n", "last\n"} {
+				if _, err := w.Write([]byte(line)); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			want := "first\nsecond\nlast\n"
+			waitFor(t, "the last line in the capture", func() bool {
+				sink.mu.Lock()
+				defer sink.mu.Unlock()
+				return sink.pos == int64(len(want))
+			})
+			w.Close()
+			if err := waitCopy(t, c); err != nil {
+				t.Fatal(err)
+			}
+			sink.check(t, []byte(want))
+		})
+	}
+}

@@ -14,10 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The tee engine is built only with the splice tag: its figures are in the benchmark, but
-// its handling of a capture that falls behind is not yet right (under load the capture can
-// get bytes out of place around a gap: TestCopyEngines/pipe fails with -tags splice -race
-// -count=3), so the plain copy is what ships.
+// The tee engine is built only with the splice tag (see the benchmark for why the plain
+// copy ships).
 
 // startCopy starts copying the job's output from r to the runner's out, with a copy for
 // sink. When out is a pipe the tee engine moves the runner's copy inside the kernel;
@@ -284,24 +282,49 @@ func (t *teeCopy) gap(n int64) {
 // the pipe (whose bound is as much in writes as in bytes: one slot per tee) rarely fills,
 // and tells the feeder of each gap at its place. When the sink has every buffer, it waits
 // for one: the pipe fills, and run records the gaps.
+//
+// A gap is looked for after each read, in what the read returned: run records a gap
+// before it tees what follows it, so a read that returns bytes from after a gap finds the
+// gap recorded.
 func (t *teeCopy) capture(f *feeder) error {
 	defer t.capR.Close()
 	defer f.finish()
 	var read int64
+	var spare []byte
 	for {
-		next := t.gapsAt(read, f)
-		dst := f.buffer(true)
-		if next >= 0 {
-			// A gap is never read across: run records it before teeing what follows it.
-			dst = dst[:min(int64(len(dst)), next-read)]
+		if f.wait(t.capR) {
+			continue
 		}
+		dst := f.buffer(true)
 		n, err := t.capR.Read(dst)
-		if n > 0 {
-			f.got(n)
-			read += int64(n)
+		if f.timedOut(t.capR, err) {
+			n, err = 0, nil
+		}
+		if gaps := t.gapsBefore(read + int64(n)); len(gaps) == 0 {
+			if n > 0 {
+				f.got(n)
+				read += int64(n)
+			}
+		} else {
+			// Rare: split the chunk at its gaps. The feeder may hand its buffer to the sink
+			// at a gap, so the rest is kept aside and put into the next one.
+			if spare == nil {
+				spare = make([]byte, copyBufSize)
+			}
+			rest := spare[:copy(spare, dst[:n])]
+			for _, g := range gaps {
+				k := max(0, g.at-read)
+				feed(f, rest[:k])
+				rest, read = rest[k:], read+k
+				f.lose(g.lost)
+			}
+			feed(f, rest)
+			read += int64(len(rest))
 		}
 		if errors.Is(err, io.EOF) {
-			t.gapsAt(read, f)
+			for _, g := range t.gapsBefore(read + 1) {
+				f.lose(g.lost)
+			}
 			return nil
 		}
 		if err != nil {
@@ -310,17 +333,28 @@ func (t *teeCopy) capture(f *feeder) error {
 	}
 }
 
-// gapsAt tells the feeder of the gaps at offset read of the capture's stream, and returns
-// where the next recorded gap is (-1: none).
-func (t *teeCopy) gapsAt(read int64, f *feeder) int64 {
+// feed puts p into the feeder's buffers.
+func feed(f *feeder, p []byte) {
+	for len(p) > 0 {
+		n := copy(f.buffer(true), p)
+		f.got(n)
+		p = p[n:]
+	}
+}
+
+// gapsBefore removes and returns the recorded gaps before offset end of the capture's
+// stream.
+func (t *teeCopy) gapsBefore(end int64) []teedGap {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for len(t.gaps) > 0 && t.gaps[0].at <= read {
-		f.lose(t.gaps[0].lost)
-		t.gaps = t.gaps[1:]
+	k := 0
+	for k < len(t.gaps) && t.gaps[k].at < end {
+		k++
 	}
-	if len(t.gaps) > 0 {
-		return t.gaps[0].at
+	if k == 0 {
+		return nil
 	}
-	return -1
+	gs := append([]teedGap(nil), t.gaps[:k]...)
+	t.gaps = t.gaps[k:]
+	return gs
 }
