@@ -42,15 +42,23 @@ type spoolGap struct {
 // stops being spooled: everything after the last gap counts as lost with it.
 const maxSpoolGaps = 32
 
+// spoolBatch is the size of a spool's write buffer: the capture hands it output as the job
+// wrote it, often a few KiB at a time, and a write(2) per 256 KiB costs far less than one
+// per chunk.
+const spoolBatch = 256 << 10
+
 // spool appends to a head file and a ring file. It is not safe for concurrent use.
 type spool struct {
 	path       string
 	head, ring *os.File
 	meta       spoolMeta
+	batch      []byte // written to the spool, not yet to its files (meta.Total leaves it out)
 }
 
 // Gap implements replies.GapRecorder: n bytes are missing at this point of the stream.
+// A write error here is the next Write's or Close's to report.
 func (s *spool) Gap(n int64) {
+	_ = s.flush()
 	if k := len(s.meta.Gaps); k > 0 && (s.meta.Gaps[k-1].At == s.meta.Total || k == maxSpoolGaps) {
 		s.meta.Gaps[k-1].Lost += n
 		return
@@ -80,14 +88,42 @@ func openSpool(path string, headSize, tailSize int64) (*spool, error) {
 	return s, nil
 }
 
-// Write implements io.Writer.
+// Write implements io.Writer. Small writes are batched (see spoolBatch); an error may
+// come from an earlier write's bytes.
 func (s *spool) Write(p []byte) (int, error) {
-	n := len(p)
 	if k := len(s.meta.Gaps); k == maxSpoolGaps {
 		// Given up (see maxSpoolGaps): the last gap grows instead.
-		s.meta.Gaps[k-1].Lost += int64(n)
-		return n, nil
+		s.meta.Gaps[k-1].Lost += int64(len(p))
+		return len(p), nil
 	}
+	if len(s.batch)+len(p) > spoolBatch {
+		if err := s.flush(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) >= spoolBatch {
+		return s.write(p)
+	}
+	if s.batch == nil {
+		s.batch = make([]byte, 0, spoolBatch)
+	}
+	s.batch = append(s.batch, p...)
+	return len(p), nil
+}
+
+// flush writes the batch to the files.
+func (s *spool) flush() error {
+	if len(s.batch) == 0 {
+		return nil
+	}
+	_, err := s.write(s.batch)
+	s.batch = s.batch[:0]
+	return err
+}
+
+// write puts p in the files: the head while it has room, then the ring.
+func (s *spool) write(p []byte) (int, error) {
+	n := len(p)
 	if s.meta.Total < s.meta.HeadSize {
 		k := min(int64(len(p)), s.meta.HeadSize-s.meta.Total)
 		if _, err := s.head.WriteAt(p[:k], s.meta.Total); err != nil {
@@ -118,10 +154,13 @@ func (s *spool) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close saves the bookkeeping and closes the files.
+// Close writes what is batched, saves the bookkeeping and closes the files.
 func (s *spool) Close() error {
+	err := s.flush()
 	data, _ := json.Marshal(s.meta)
-	err := atomicfile.WriteFile(s.path+".json", data, 0o600)
+	if werr := atomicfile.WriteFile(s.path+".json", data, 0o600); err == nil {
+		err = werr
+	}
 	if cerr := s.head.Close(); err == nil {
 		err = cerr
 	}
