@@ -140,6 +140,7 @@ type sample struct {
 	cpu    time.Duration // user+system of the process and its waited-for children
 	maxRSS int64         // KiB: the process's own peak (VmHWM), sampled while it runs
 	lost   int64         // bytes the executor said its reply capture missed
+	own    time.Duration // user+system of the process alone, as last sampled before it exited
 }
 
 // measure runs cmd with its stdout and stderr read from pipes, as the runner reads them.
@@ -159,9 +160,9 @@ func measure(b *testing.B, cmd *exec.Cmd, size int64) sample {
 	}
 	// wait4's ru_maxrss cannot be used: a child started with vfork carries the parent's
 	// peak across exec. The process's own VmHWM is sampled instead; it only grows.
-	hwm := make(chan int64, 1)
+	hwm := make(chan procSample, 1)
 	stop := make(chan struct{})
-	go func() { hwm <- sampleHWM(cmd.Process.Pid, stop) }()
+	go func() { hwm <- sampleProc(cmd.Process.Pid, stop) }()
 	var errBytes int64
 	errTail := &tail{}
 	var wg sync.WaitGroup
@@ -192,7 +193,8 @@ func measure(b *testing.B, cmd *exec.Cmd, size int64) sample {
 	return sample{
 		wall:   wall,
 		cpu:    cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(),
-		maxRSS: peak,
+		maxRSS: peak.hwm,
+		own:    peak.cpu,
 		lost:   lost,
 	}
 }
@@ -211,26 +213,44 @@ func (t *tail) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// sampleHWM reads the process's VmHWM every few milliseconds until stop is closed (the
-// process has closed its output and is exiting) and returns the largest value seen, in KiB.
-func sampleHWM(pid int, stop <-chan struct{}) int64 {
-	path := fmt.Sprintf("/proc/%d/status", pid)
-	var peak int64
+// procSample is what sampleProc saw of a process.
+type procSample struct {
+	hwm int64         // VmHWM, KiB
+	cpu time.Duration // utime+stime of the process itself (not its children)
+}
+
+// sampleProc reads the process's VmHWM and own CPU time every few milliseconds until stop
+// is closed (the process has closed its output and is exiting), and returns the last.
+func sampleProc(pid int, stop <-chan struct{}) procSample {
+	status, stat := fmt.Sprintf("/proc/%d/status", pid), fmt.Sprintf("/proc/%d/stat", pid)
+	var last procSample
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if data, err := os.ReadFile(path); err == nil {
+		if data, err := os.ReadFile(status); err == nil {
 			for _, line := range strings.Split(string(data), "\n") {
 				if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 					var kib int64
 					fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kib)
-					peak = max(peak, kib)
+					last.hwm = max(last.hwm, kib)
+				}
+			}
+		}
+		if data, err := os.ReadFile(stat); err == nil {
+			// Fields after the command (which is in parentheses and may hold spaces):
+			// state is field 3, utime 14, stime 15, in clock ticks (100 per second).
+			if i := strings.LastIndexByte(string(data), ')'); i >= 0 {
+				f := strings.Fields(string(data)[i+1:])
+				if len(f) > 13 {
+					ut, _ := strconv.ParseInt(f[11], 10, 64)
+					st, _ := strconv.ParseInt(f[12], 10, 64)
+					last.cpu = max(last.cpu, time.Duration(ut+st)*10*time.Millisecond)
 				}
 			}
 		}
 		select {
 		case <-stop:
-			return peak
+			return last
 		case <-t.C:
 		}
 	}
@@ -301,6 +321,7 @@ type result struct {
 	samples []sample
 	ratios  []float64 // wall time over the first side's, per round
 	extra   []float64 // CPU beyond the first side's, per round, s/GiB
+	own     []float64 // the process's own CPU, per round, s/GiB
 }
 
 // compare runs every side on every shape rounds times, rotating which side goes first, and
@@ -325,6 +346,7 @@ func compare(b *testing.B, what string, rounds int, scripts []string, ss []shape
 				rr.samples = append(rr.samples, round[i])
 				rr.ratios = append(rr.ratios, round[i].wall.Seconds()/round[0].wall.Seconds())
 				rr.extra = append(rr.extra, (round[i].cpu-round[0].cpu).Seconds()/gib)
+				rr.own = append(rr.own, round[i].own.Seconds()/gib)
 			}
 		}
 	}
@@ -351,16 +373,18 @@ func compare(b *testing.B, what string, rounds int, scripts []string, ss []shape
 			if lossy > 0 {
 				note = fmt.Sprintf("  capture fell behind in %d runs (at most %.1f MiB missed)", lossy, float64(lost)/(1<<20))
 			}
-			fmt.Printf("  %-28s median %7v  ratio %.3f (%.3f–%.3f)  extra CPU %6.3f s/GiB (%.3f–%.3f)  peak RSS %5.1f MiB%s\n",
+			olo, ohi := spread(rr.own)
+			fmt.Printf("  %-30s median %7v  ratio %.3f (%.3f–%.3f)  extra CPU %6.3f s/GiB (%.3f–%.3f)  own CPU %5.3f s/GiB (%.3f–%.3f)  peak RSS %5.1f MiB%s\n",
 				sd.name, median(walls).Round(time.Millisecond), medianF(rr.ratios), rlo, rhi,
-				medianF(rr.extra), elo, ehi, float64(rss)/1024, note)
+				medianF(rr.extra), elo, ehi, medianF(rr.own), olo, ohi, float64(rss)/1024, note)
 			if i > 0 {
 				metric := strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "", "/", "-").Replace(sh.name + " " + sd.name)
 				b.ReportMetric(medianF(rr.ratios), "ratio-"+metric)
 			}
 		}
 	}
-	fmt.Println("peak RSS is the measured process's own (bash, or the executor without its children): VmHWM sampled every 5 ms")
+	fmt.Println("extra CPU: the side's process tree minus the first side's (wait4 rusage of children), per GiB of output")
+	fmt.Println("own CPU and peak RSS: the measured process alone (bash, or the executor without its children), /proc sampled every 5 ms (10 ms ticks)")
 }
 
 // BenchmarkShapes compares `chatops-executor run` on the user script with bash running the
