@@ -123,7 +123,7 @@ func plainCopy(runner io.Writer, r *os.File, f *feeder, lost *atomic.Int64) erro
 
 // feeder hands output to the sink's goroutine (feedSink) in buffers from a bufferPool,
 // without copying: output is read straight into the free part of the current buffer,
-// which goes to the sink as soon as the sink is idle, or once full while it is busy. So
+// which goes to the sink once it holds sendAtLeast and the sink is idle, or once full. So
 // the pool's bound (plainCaptureBound) counts bytes, however small the job's writes. What
 // it holds back while the sink is busy goes within captureFlush of the sink becoming idle,
 // so that a job gone quiet still has its last line in the progress edits.
@@ -139,6 +139,11 @@ type feeder struct {
 
 // captureFlush bounds how long output waits in the feeder once the sink is idle.
 const captureFlush = 100 * time.Millisecond
+
+// sendAtLeast is the least an idle sink is sent before captureFlush is up: a job's writes
+// are often 4 or 8 KiB, and a chunk that small costs the sink more in hand-over than in
+// bytes.
+const sendAtLeast = 64 << 10
 
 // wait prepares a read from r: with output held back, the read may wait captureFlush
 // at most. It reports whether it could not set the deadline and sent the output instead.
@@ -197,7 +202,7 @@ func (f *feeder) buffer(wait bool) []byte {
 // got says that n bytes were read into buffer().
 func (f *feeder) got(n int) {
 	f.fill += n
-	if f.fill == len(f.cur) || f.idle.Load() {
+	if f.fill == len(f.cur) || f.fill >= sendAtLeast && f.idle.Load() {
 		f.send()
 	}
 }
