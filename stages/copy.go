@@ -75,6 +75,7 @@ func startPlainCopy(out io.Writer, r *os.File, sink Sink) *outputCopy {
 	f, sunk := newFeeder(sink)
 	go func() {
 		err := plainCopy(out, r, f, &c.lost)
+		r.Close()
 		f.finish()
 		c.done <- errors.Join(err, <-sunk)
 	}()

@@ -107,6 +107,7 @@ func startTeeCopy(out, r *os.File, sink Sink) (*outputCopy, error) {
 	go func() { read <- t.capture(f) }()
 	go func() {
 		err := t.run()
+		r.Close()
 		runtime.KeepAlive(out)
 		t.capW.Close() // the capture reads to EOF, then finishes
 		err = errors.Join(err, <-read)
