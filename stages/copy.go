@@ -14,16 +14,17 @@ import (
 // captured (see capture.go) gives a copy of it to the capture. The runner's stream is the
 // one that matters — it is the job's log, and a job blocked on a full pipe stops working
 // — so the capture never holds it up: it gets its copy through a bounded buffer of its
-// own (captureBound), and when it falls so far behind that the buffer is full, output
-// goes on to the runner without it. What gives is the capture, never the job or its log:
-// the bytes it missed are counted, the reply says they are missing, and the job log gets a
-// warning.
+// own (captureBufferBytes), and when it falls so far behind that the buffer is full,
+// output goes on to the runner without it. What gives is the capture, never the job or
+// its log: the bytes it missed are counted, the reply says they are missing (dropping the
+// partial lines around the gap, see copySpool), and the job log gets a warning.
 //
 // The plain engine copies: one read into a buffer of the capture's, one write to the
 // runner, and the buffer goes to the capture's goroutine without another copy. A second
 // engine, built with the splice tag on Linux, keeps the runner's copy out of user space
-// (tee(2) into a capture pipe, splice(2) on to the runner; tee_linux.go); it is not the
-// default, see there.
+// (tee(2) into a capture pipe, splice(2) on to the runner; tee_linux.go). It costs less
+// CPU, but with the runner's copy that cheap the job outruns the capture, which then
+// misses far more output (make bench counts it), so the plain engine ships.
 
 // pipeSize is the capacity asked of the job's output pipe. Linux's default 64 KiB makes
 // the job block on every 64 KiB it writes while the executor copies; 1 MiB (the
@@ -33,13 +34,12 @@ const pipeSize = 1 << 20
 // copyBufSize is the read size of the copy loops.
 const copyBufSize = 256 << 10
 
-// captureBound is how much output the capture may fall behind the runner before it starts
-// missing output: the capture pipe of the tee engine, where the kernel allows that size
-// (pipeSize otherwise). The plain engine's buffers are in the executor's own memory, so
-// it allows plainCaptureBound.
+// captureBufferBytes bounds the capture's buffers (the executor's own memory): how far
+// the capture may fall behind the runner before it misses output. The tee engine adds
+// its capture pipe, of capturePipeSize where the kernel allows it (pipeSize otherwise).
 const (
-	captureBound      = 4 << 20
-	plainCaptureBound = 2 << 20
+	captureBufferBytes = 2 << 20
+	capturePipeSize    = 4 << 20
 )
 
 // Sink is a stage's capture: it receives a copy of the job's output, in order, from a
@@ -47,7 +47,7 @@ const (
 type Sink interface {
 	io.WriteCloser
 	// Lost says that n bytes of output, at this point of the stream, reached the runner
-	// but not the capture, which had fallen too far behind (see captureBound).
+	// but not the capture, which had fallen too far behind (see captureBufferBytes).
 	Lost(n int64)
 }
 
@@ -125,7 +125,7 @@ func plainCopy(runner io.Writer, r *os.File, f *feeder, lost *atomic.Int64) erro
 // feeder hands output to the sink's goroutine (feedSink) in buffers from a bufferPool,
 // without copying: output is read straight into the free part of the current buffer,
 // which goes to the sink once it holds sendAtLeast and the sink is idle, or once full. So
-// the pool's bound (plainCaptureBound) counts bytes, however small the job's writes. What
+// the pool's bound (captureBufferBytes) counts bytes, however small the job's writes. What
 // it holds back while the sink is busy goes within captureFlush of the sink becoming idle,
 // so that a job gone quiet still has its last line in the progress edits.
 type feeder struct {
@@ -180,7 +180,7 @@ func (f *feeder) timedOut(r *os.File, err error) bool {
 }
 
 func newFeeder(sink Sink) (*feeder, <-chan error) {
-	f := &feeder{free: &bufferPool{max: plainCaptureBound / copyBufSize}}
+	f := &feeder{free: &bufferPool{max: captureBufferBytes / copyBufSize}}
 	// Every chunk but the last holds one of the pool's buffers, so sends never block.
 	f.chunks = make(chan captured, f.free.max+1)
 	sunk := make(chan error, 1)

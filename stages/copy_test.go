@@ -262,7 +262,7 @@ func TestCopyBurstWithinBound(t *testing.T) {
 
 // A capture that stops reading costs the capture, never the job or the runner's log.
 func TestCopyCaptureFallsBehind(t *testing.T) {
-	data := jobOutput(4 * captureBound)
+	data := jobOutput(4 * captureBufferBytes)
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			out := e.out(t)

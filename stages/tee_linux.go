@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The tee engine is built only with the splice tag (see the benchmark for why the plain
-// copy ships).
+// The tee engine is built only with the splice tag: see copy.go for why the plain copy
+// ships.
 
 // startCopy starts copying the job's output from r to the runner's out, with a copy for
 // sink. When out is a pipe the tee engine moves the runner's copy inside the kernel;
@@ -45,7 +45,7 @@ const teeMax = pipeSize
 // capture reads its pipe in a goroutine of its own. No byte of the runner's copy enters
 // user space, and the only copy the executor makes is the capture's read.
 //
-// When the capture's pipe is full (the capture is captureBound behind), tee has nowhere
+// When the capture's pipe is full (the capture has every buffer and is a pipe behind), tee has nowhere
 // to put output: it goes on to the runner by splice alone and the gap is recorded, at its
 // place in the capture's stream, for the capture to learn when it gets there.
 type teeCopy struct {
@@ -84,9 +84,9 @@ func startTeeCopy(out, r *os.File, sink Sink) (*outputCopy, error) {
 	capConn, err := capW.SyscallConn()
 	if err == nil {
 		err = capConn.Control(func(fd uintptr) {
-			// As large as the kernel allows up to captureBound; a smaller pipe only means
+			// As large as the kernel allows up to capturePipeSize; a smaller pipe only means
 			// the capture misses output sooner when it falls behind.
-			if _, e := unix.FcntlInt(fd, unix.F_SETPIPE_SZ, captureBound); e != nil {
+			if _, e := unix.FcntlInt(fd, unix.F_SETPIPE_SZ, capturePipeSize); e != nil {
 				_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize)
 			}
 		})
