@@ -45,9 +45,9 @@ const teeMax = pipeSize
 // capture reads its pipe in a goroutine of its own. No byte of the runner's copy enters
 // user space, and the only copy the executor makes is the capture's read.
 //
-// When the capture's pipe is full (the capture has every buffer and is a pipe behind), tee has nowhere
-// to put output: it goes on to the runner by splice alone and the gap is recorded, at its
-// place in the capture's stream, for the capture to learn when it gets there.
+// When the capture's pipe is full (the capture has every buffer and is a pipe behind), tee
+// has nowhere to put output: it goes on to the runner by splice alone and the gap is
+// recorded, at its place in the capture's stream, for the capture to learn of it there.
 type teeCopy struct {
 	job        syscall.RawConn // the read end of the job's pipe
 	out        int             // the runner's pipe; s.Stdout, open for the whole stage
