@@ -392,38 +392,77 @@ func (s *Stages) buildOutput(st State, secrets replies.Secrets, status replies.S
 	return out, f, nil
 }
 
-// copySpool copies a spool into w. Where the spool left bytes out, the partial lines on
-// both sides of the gap are dropped — a secret cut in half would no longer match its mask
-// — and a line says how much is missing.
+// copySpool copies a spool into w. Where bytes are missing — left out to keep the spool's
+// bound, or never captured — the partial lines on both sides of the cut are dropped (a
+// secret cut in half would no longer match its mask) and a line says how much is missing.
 func copySpool(w io.Writer, r *SpoolReader) error {
-	if r.Omitted == 0 {
+	if len(r.Cuts) == 0 {
 		_, err := io.Copy(w, r)
 		return err
 	}
-	head := &uptoLastNewline{w: w}
-	if _, err := io.Copy(head, io.LimitReader(r, r.Cut)); err != nil {
-		return err
-	}
-	if _, err := fmt.Fprintf(w, "\n[… %d bytes of output left out …]\n", r.Omitted); err != nil {
-		return err
-	}
-	// Skip the partial first line of the tail, however long.
 	br := bufio.NewReader(r)
-	for {
-		_, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			continue
+	var pos int64
+	for i, c := range r.Cuts {
+		if i > 0 {
+			// The partial first line after the previous cut, however long.
+			n, err := skipLine(br, c.At-pos)
+			if err != nil {
+				return err
+			}
+			pos += n
 		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
+		if _, err := io.Copy(&uptoLastNewline{w: w}, io.LimitReader(br, c.At-pos)); err != nil {
 			return err
 		}
-		break
+		if _, err := io.WriteString(w, c.note()); err != nil {
+			return err
+		}
+		pos = c.At
+	}
+	if _, err := skipLine(br, -1); err != nil {
+		return err
 	}
 	_, err := io.Copy(w, br)
 	return err
+}
+
+// note is the line that stands for the missing bytes in the reply.
+func (c SpoolCut) note() string {
+	switch {
+	case c.Lost == 0:
+		return fmt.Sprintf("\n[… %d bytes of output left out …]\n", c.Omitted)
+	case c.Omitted == 0:
+		return fmt.Sprintf("\n[… %d bytes of output missing: the reply capture fell behind the job …]\n", c.Lost)
+	default:
+		return fmt.Sprintf("\n[… %d bytes of output left out, %d more missing: the reply capture fell behind the job …]\n", c.Omitted, c.Lost)
+	}
+}
+
+// skipLine discards br up to and including its first newline, or to its end, reading at
+// most limit bytes (no limit when negative). It returns how many bytes it discarded.
+func skipLine(br *bufio.Reader, limit int64) (int64, error) {
+	var skipped int64
+	for limit < 0 || skipped < limit {
+		if br.Buffered() == 0 {
+			if _, err := br.Peek(1); err == io.EOF {
+				return skipped, nil
+			} else if err != nil {
+				return skipped, err
+			}
+		}
+		n := int64(br.Buffered())
+		if limit >= 0 {
+			n = min(n, limit-skipped)
+		}
+		buf, _ := br.Peek(int(n))
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			_, _ = br.Discard(i + 1)
+			return skipped + int64(i) + 1, nil
+		}
+		_, _ = br.Discard(int(n))
+		skipped += n
+	}
+	return skipped, nil
 }
 
 // uptoLastNewline passes whole lines through and drops a partial last line. A partial
