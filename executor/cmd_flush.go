@@ -180,6 +180,9 @@ func printFlush(w io.Writer, ob *delivery.Outbox, reps []delivery.Report) error 
 		if r.Busy {
 			head = append(head, "another process is delivering it")
 		}
+		if r.Newer != nil {
+			head = append(head, "left alone")
+		}
 		if len(head) == 0 {
 			continue
 		}
@@ -201,6 +204,9 @@ func printFlush(w io.Writer, ob *delivery.Outbox, reps []delivery.Report) error 
 		}
 		for _, q := range r.Quarantined {
 			fmt.Fprintf(w, "  set aside %s\n", q)
+		}
+		if r.Newer != nil {
+			fmt.Fprintf(w, "  %v\n", r.Newer)
 		}
 		if len(r.Quarantined) > 0 {
 			fmt.Fprintf(w, "    hint: the files are in %s/%s/quarantine; once looked at, 'chatops-executor flush --discard --job %s' removes the job's queue\n", ob.Dir(), r.Job, r.Job)
