@@ -101,8 +101,12 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 		for _, id := range unfinished {
 			fmt.Fprintf(a.stdout, "job %s: its cleanup did not finish; 'chatops-executor flush' queues its reply and removes its output\n", id)
 		}
+		leftAlone := s.LeftAlone()
+		for _, r := range leftAlone {
+			fmt.Fprintf(a.stdout, "job %s: %s\n", r.JobID, r.What)
+		}
 		err = printFlush(a.stdout, ob, flushFilterJobs(reps, jobs))
-		if err == nil && len(unfinished) > 0 {
+		if err == nil && len(unfinished)+len(leftAlone) > 0 {
 			err = &exitError{code: exitFailure}
 		}
 		return err
