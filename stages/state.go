@@ -277,7 +277,7 @@ func readJSON(path string, v any) error {
 		Format int `json:"format"`
 	}
 	if json.Unmarshal(data, &h) == nil && h.Format > stateFormat {
-		return fmt.Errorf("%s %w (state format %d; this one reads up to %d): upgrade, or remove %s once the job is over",
+		return fmt.Errorf("%s %w (state format %d; this one reads up to %d); upgrade, or remove %s once the job is over",
 			path, ErrNewerFormat, h.Format, stateFormat, filepath.Dir(path))
 	}
 	if err := json.Unmarshal(data, v); err != nil {
