@@ -12,7 +12,7 @@ import (
 // while replies wait. Each file says which format it is in, so that a binary knows what it
 // reads:
 //   - no "format" field: the format of release ebc2373, the last one without the field,
-//     which this binary reads as format 1 (it is the same layout);
+//     which this binary reads as format 1 (every field it has means what it meant);
 //   - a format up to queueFormat: read as usual;
 //   - a newer format: written by a newer chatops-executor, after a downgrade. This binary
 //     cannot know what the file means, so the whole job is left alone — not delivered, not
@@ -57,7 +57,7 @@ func fileFormat(data []byte) (int, error) {
 	return *h.Format, nil
 }
 
-// noteNewer records that path is in format f, newer than queueFormat.
+// add records that path is in format f, newer than queueFormat.
 func (e *newerError) add(path string, f int) {
 	e.files = append(e.files, filepath.Base(path))
 	e.format = max(e.format, f)
