@@ -61,12 +61,12 @@ func (j *Job) Enqueue(msgs ...Message) error {
 		}
 	}
 	now := j.ob.opt.Clock.Now().UTC()
-	b := batch{Ops: make([]op, 0, len(msgs))}
+	b := batch{Format: queueFormat, Ops: make([]op, 0, len(msgs))}
 	first := next
 	for i, m := range msgs {
 		o := op{Seq: next, Kind: m.Kind, Name: m.Name, Channel: m.Channel, User: m.User, Text: m.Text,
 			ThreadOf: m.ThreadOf, Target: m.Target, Filename: m.Filename, Title: m.Title,
-			Queued: now, Since: now, State: StatePending}
+			Queued: now, Since: now, State: StatePending, Format: queueFormat}
 		if m.Kind == KindUpload {
 			// The data lands under its final name before the batch that points at it exists,
 			// so a sender never sees an upload without its content.

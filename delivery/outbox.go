@@ -65,6 +65,7 @@ const (
 // op is a Message as persisted, with its delivery record. One file per op, rewritten
 // atomically on every state change, only by the process that holds the job's send lock.
 type op struct {
+	Format   int    `json:"format"` // see format.go
 	Seq      int    `json:"seq"`
 	Kind     Kind   `json:"kind"`
 	Name     string `json:"name,omitempty"`

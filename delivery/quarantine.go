@@ -60,7 +60,8 @@ func (j *Job) quarantined() []Quarantined {
 // that a process killed while queueing leaves all of them or none. Each op's own file,
 // once written (its delivery state changed), supersedes its entry here.
 type batch struct {
-	Ops []op `json:"ops"`
+	Format int  `json:"format"` // see format.go
+	Ops    []op `json:"ops"`
 }
 
 func (j *Job) batchPath(seq int) string {
@@ -68,8 +69,10 @@ func (j *Job) batchPath(seq int) string {
 }
 
 // readFile decodes one op or batch file; an unreadable one is quarantined and reported
-// as ok=false. A file removed under us (the job was delivered and removed) is skipped.
-func (j *Job) readFile(path string, v any) (bool, error) {
+// as ok=false. A file removed under us (the job was delivered and removed) is skipped. A
+// file in a newer format than this binary's is left where it is, noted in newer, and
+// reported as ok=false.
+func (j *Job) readFile(path string, v any, newer *newerError) (bool, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -79,6 +82,15 @@ func (j *Job) readFile(path string, v any) (bool, error) {
 	}
 	if len(data) == 0 {
 		j.quarantine(path, errors.New("the file is empty"))
+		return false, nil
+	}
+	f, err := fileFormat(data)
+	if err != nil {
+		j.quarantine(path, fmt.Errorf("not a valid queue file: %w", err))
+		return false, nil
+	}
+	if f > queueFormat {
+		newer.add(path, f)
 		return false, nil
 	}
 	if err := json.Unmarshal(data, v); err != nil {

@@ -21,11 +21,15 @@ type Report struct {
 	Busy bool
 	// Quarantined lists queue files that could not be read and were set aside.
 	Quarantined []Quarantined
+	// Newer is set when the job's queue holds files written by a newer chatops-executor
+	// (after a downgrade): the job is left alone, its files untouched, and nothing of it
+	// is delivered.
+	Newer error
 }
 
 // Clear reports that nothing of the job is waiting, failed or quarantined.
 func (r Report) Clear() bool {
-	return len(r.Waiting) == 0 && len(r.Failed) == 0 && len(r.Quarantined) == 0
+	return len(r.Waiting) == 0 && len(r.Failed) == 0 && len(r.Quarantined) == 0 && r.Newer == nil
 }
 
 // String is a one-line summary for a runner log, e.g. "2 delivered, 1 waiting (Slack
@@ -51,6 +55,9 @@ func (r Report) String() string {
 	}
 	if n := len(r.Quarantined); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d unreadable queue file%s set aside (%s)", n, plural(n), r.Quarantined[0]))
+	}
+	if r.Newer != nil {
+		parts = append(parts, "left alone: "+r.Newer.Error())
 	}
 	if r.Busy {
 		parts = append(parts, "another process is delivering it")

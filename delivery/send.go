@@ -50,7 +50,7 @@ func (j *Job) deliver(ctx context.Context, budget time.Duration, wait bool) (Rep
 	defer unlock()
 	delivered, err := j.run(ctx, deadline)
 	rep.Delivered = delivered
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNewerFormat) {
 		return rep, err
 	}
 	return j.finish(rep)

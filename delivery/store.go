@@ -45,6 +45,12 @@ func (j *Job) Status() (Report, error) { return j.status(Report{Job: j.id}) }
 
 func (j *Job) status(rep Report) (Report, error) {
 	ops, err := j.read()
+	var newer *newerError
+	if errors.As(err, &newer) {
+		rep.Quarantined = append(rep.Quarantined, j.quarantined()...)
+		rep.Newer = newer
+		return rep, nil
+	}
 	if err != nil {
 		return rep, err
 	}
@@ -63,16 +69,18 @@ func (j *Job) status(rep Report) (Report, error) {
 
 // read returns the job's ops in order; none when the job has no directory. Ops come from
 // batch files (as queued) and op files (as delivery left them); an op's own file wins.
-// Unreadable files are quarantined, and the rest is returned.
+// Unreadable files are quarantined, and the rest is returned. A file in a newer format
+// makes it return a *newerError and no ops: the job is left to the binary that wrote it.
 func (j *Job) read() ([]op, error) {
 	byseq := map[int]op{}
+	newer := &newerError{job: j.id}
 	batches, err := filepath.Glob(filepath.Join(j.dir, "batch-*.json"))
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
 	for _, n := range batches {
 		var b batch
-		ok, err := j.readFile(n, &b)
+		ok, err := j.readFile(n, &b, newer)
 		if err != nil {
 			return nil, err
 		}
@@ -91,7 +99,7 @@ func (j *Job) read() ([]op, error) {
 	}
 	for _, n := range names {
 		var o op
-		ok, err := j.readFile(n, &o)
+		ok, err := j.readFile(n, &o, newer)
 		if err != nil {
 			return nil, err
 		}
@@ -104,6 +112,9 @@ func (j *Job) read() ([]op, error) {
 		}
 		byseq[o.Seq] = o
 	}
+	if len(newer.files) > 0 {
+		return nil, newer
+	}
 	ops := make([]op, 0, len(byseq))
 	for _, o := range byseq {
 		ops = append(ops, o)
@@ -113,6 +124,7 @@ func (j *Job) read() ([]op, error) {
 }
 
 func (j *Job) write(o *op) error {
+	o.Format = queueFormat
 	data, err := json.MarshalIndent(o, "", "  ")
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)

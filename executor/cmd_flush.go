@@ -101,8 +101,12 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 		for _, id := range unfinished {
 			fmt.Fprintf(a.stdout, "job %s: its cleanup did not finish; 'chatops-executor flush' queues its reply and removes its output\n", id)
 		}
+		leftAlone := s.LeftAlone()
+		for _, r := range leftAlone {
+			fmt.Fprintf(a.stdout, "job %s: %s\n", r.JobID, r.What)
+		}
 		err = printFlush(a.stdout, ob, flushFilterJobs(reps, jobs))
-		if err == nil && len(unfinished) > 0 {
+		if err == nil && len(unfinished)+len(leftAlone) > 0 {
 			err = &exitError{code: exitFailure}
 		}
 		return err
@@ -180,6 +184,9 @@ func printFlush(w io.Writer, ob *delivery.Outbox, reps []delivery.Report) error 
 		if r.Busy {
 			head = append(head, "another process is delivering it")
 		}
+		if r.Newer != nil {
+			head = append(head, "left alone")
+		}
 		if len(head) == 0 {
 			continue
 		}
@@ -201,6 +208,9 @@ func printFlush(w io.Writer, ob *delivery.Outbox, reps []delivery.Report) error 
 		}
 		for _, q := range r.Quarantined {
 			fmt.Fprintf(w, "  set aside %s\n", q)
+		}
+		if r.Newer != nil {
+			fmt.Fprintf(w, "  %v\n", r.Newer)
 		}
 		if len(r.Quarantined) > 0 {
 			fmt.Fprintf(w, "    hint: the files are in %s/%s/quarantine; once looked at, 'chatops-executor flush --discard --job %s' removes the job's queue\n", ob.Dir(), r.Job, r.Job)

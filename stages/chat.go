@@ -290,8 +290,15 @@ func (s *Stages) deliverReply(ctx context.Context, c *chat) {
 // evidently up.
 func (s *Stages) flushOthers(ctx context.Context, j *job.Response, c *chat) {
 	fb := s.Cfg.Slack.FlushBudget.D()
-	if _, err := c.outbox.Flush(ctx, delivery.FlushOptions{Skip: j.IDString(), JobBudget: fb / 2, Total: fb}); err != nil {
+	reps, err := c.outbox.Flush(ctx, delivery.FlushOptions{Skip: j.IDString(), JobBudget: fb / 2, Total: fb})
+	if err != nil {
 		fmt.Fprintf(s.Stderr, "%s: chat: flushing the outbox: %v\n", DriverName, err)
+	}
+	for _, r := range reps {
+		if r.Newer != nil {
+			// After a downgrade: the admin must hear of it, it will not go away by itself.
+			fmt.Fprintf(s.Stderr, "%s: chat: left alone: %v\n", DriverName, r.Newer)
+		}
 	}
 }
 

@@ -114,11 +114,13 @@ func (s *Stages) saveResponse(st State) error {
 
 // cleanupRecord is cleanup.json.
 type cleanupRecord struct {
+	Format    int          `json:"format"` // stateFormat; see readJSON
 	StartedAt time.Time    `json:"started_at"`
 	Runner    RunnerStatus `json:"runner_status,omitempty"`
 }
 
 func (st State) writeCleanup(r cleanupRecord) error {
+	r.Format = stateFormat
 	return writeJSON(filepath.Join(st.Dir, cleanupMark), r)
 }
 
@@ -263,6 +265,24 @@ func (s *Stages) Unfinished() []string {
 	return out
 }
 
+// LeftAlone lists the jobs whose state a newer chatops-executor wrote, with why: Sweep and
+// cleanup leave them whole for an upgrade.
+func (s *Stages) LeftAlone() []Recovered {
+	root := s.Cfg.Executor.StateDir
+	ents, _ := os.ReadDir(root)
+	var out []Recovered
+	for _, e := range ents {
+		id, ok := parseJobDir(e.Name())
+		if !ok || !e.IsDir() {
+			continue
+		}
+		if _, err := OpenState(root, id).ReadJob(); errors.Is(err, ErrNewerFormat) {
+			out = append(out, Recovered{JobID: e.Name(), What: "left alone: " + err.Error()})
+		}
+	}
+	return out
+}
+
 func (s *Stages) sweepJob(ctx context.Context, st State) (Recovered, error) {
 	r := Recovered{JobID: filepath.Base(st.Dir)}
 	unlock, err := st.Lock(ctx, false)
@@ -278,6 +298,10 @@ func (s *Stages) sweepJob(ctx context.Context, st State) (Recovered, error) {
 	defer unlock()
 	now := s.now()
 	rec, err := st.ReadJob()
+	if errors.Is(err, ErrNewerFormat) {
+		r.What = "left alone: " + err.Error()
+		return r, nil
+	}
 	if err != nil {
 		// Prepare died before it recorded the job: nothing was announced or run. Raw output
 		// cannot be there, but leave it for the retry window all the same.

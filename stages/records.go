@@ -51,6 +51,7 @@ func (s *Stages) startStage(st State, r StageRecord) {
 
 // writeRunning writes the record of a running stage, padded to stageRecordSize.
 func writeRunning(st State, r StageRecord) error {
+	r.Format = stateFormat
 	data, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode stage record: %w", err)
@@ -69,6 +70,7 @@ const stageRecordSize = 2048
 // room for the new file), over the start record in place, which needs no new space. A
 // stage left "running" would read as a killed executor: a false failure.
 func (s *Stages) endStage(st State, r StageRecord) error {
+	r.Format = stateFormat
 	err := st.WriteStage(r)
 	if err == nil {
 		return nil

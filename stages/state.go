@@ -27,6 +27,7 @@ var stageNameRe = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
 
 // JobRecord is written by prepare and read by run and cleanup.
 type JobRecord struct {
+	Format     int       `json:"format"` // stateFormat; see readJSON
 	JobID      int64     `json:"job_id"`
 	Name       string    `json:"name"`
 	Project    string    `json:"project"`
@@ -63,6 +64,7 @@ type JobRecord struct {
 // set) and again when it ends. A record still Running at cleanup is a stage whose executor
 // was killed (the runner's SIGKILL after graceful_kill_timeout, the OOM killer).
 type StageRecord struct {
+	Format    int       `json:"format"` // stateFormat; see readJSON
 	Stage     string    `json:"stage"`
 	Seq       int       `json:"seq"`
 	StartedAt time.Time `json:"started_at"`
@@ -108,16 +110,40 @@ func (s State) Create() error {
 var ErrNoState = errors.New("no job state")
 
 // WriteJob records the job.
-func (s State) WriteJob(r JobRecord) error { return writeJSON(filepath.Join(s.Dir, "job.json"), r) }
+func (s State) WriteJob(r JobRecord) error {
+	r.Format = stateFormat
+	return writeJSON(filepath.Join(s.Dir, "job.json"), r)
+}
 
-// ReadJob reads the job record; ErrNoState when prepare has not written it.
+// ReadJob reads the job record; ErrNoState when prepare has not written it, and
+// ErrNewerFormat when any record of the job was written by a newer chatops-executor: every
+// caller goes through ReadJob first, so a job such a binary started is left whole to it.
 func (s State) ReadJob() (JobRecord, error) {
 	var r JobRecord
 	err := readJSON(filepath.Join(s.Dir, "job.json"), &r)
 	if errors.Is(err, fs.ErrNotExist) {
 		return r, fmt.Errorf("%w in %s: prepare did not run for this job, or cleanup already removed it", ErrNoState, s.Dir)
 	}
+	if err == nil {
+		err = s.checkFormats()
+	}
 	return r, err
+}
+
+// checkFormats returns ErrNewerFormat when a record of the job other than job.json is of a
+// newer format than this binary's.
+func (s State) checkFormats() error {
+	names, err := filepath.Glob(filepath.Join(s.Dir, "stage-*.json"))
+	if err != nil {
+		return fmt.Errorf("list stage records: %w", err)
+	}
+	for _, n := range append(names, filepath.Join(s.Dir, cleanupMark)) {
+		var v json.RawMessage
+		if err := readJSON(n, &v); errors.Is(err, ErrNewerFormat) {
+			return err
+		}
+	}
+	return nil
 }
 
 // WriteStage records a stage's outcome. Stages are numbered in the order they ran, so a
@@ -126,6 +152,7 @@ func (s State) WriteStage(r StageRecord) error {
 	if !stageNameRe.MatchString(r.Stage) {
 		return fmt.Errorf("invalid stage name %q", r.Stage)
 	}
+	r.Format = stateFormat
 	return writeJSON(s.stagePath(r), r)
 }
 
@@ -228,10 +255,30 @@ func writeJSON(path string, v any) error {
 	return atomicfile.WriteFile(path, append(data, '\n'), 0o600)
 }
 
+// The records outlive the binary that wrote them: a job prepared before an upgrade is
+// cleaned up after it. Each record says its format: none is the format of release ebc2373,
+// the last one without the field, read as format 1 (the same layout); a newer format than
+// stateFormat was written by a newer chatops-executor (a downgrade while a job ran), and is
+// never read, rewritten or removed by this one: the job's state is left for an upgrade.
+
+// stateFormat is the version of the state records this binary writes. Raise it when a
+// change to a record would be misread by an older binary.
+const stateFormat = 1
+
+// ErrNewerFormat means a state record was written by a newer chatops-executor.
+var ErrNewerFormat = errors.New("written by a newer chatops-executor")
+
 func readJSON(path string, v any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", filepath.Base(path), err)
+	}
+	var h struct {
+		Format int `json:"format"`
+	}
+	if json.Unmarshal(data, &h) == nil && h.Format > stateFormat {
+		return fmt.Errorf("%s %w (state format %d; this one reads up to %d); upgrade, or remove %s once the job is over",
+			path, ErrNewerFormat, h.Format, stateFormat, filepath.Dir(path))
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("read %s: corrupt state: %w", path, err)
