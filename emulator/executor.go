@@ -129,7 +129,10 @@ func writeResponse(file string, b *buildState) error {
 	if err != nil {
 		return fmt.Errorf("emulator: re-encode job response as the runner does: %w", err)
 	}
-	if err := os.WriteFile(file, append(out, '\n'), 0o600); err != nil {
+	if !bytes.HasSuffix(out, []byte("\n")) {
+		out = append(out, '\n')
+	}
+	if err := os.WriteFile(file, out, 0o600); err != nil {
 		return fmt.Errorf("emulator: write job response: %w", err)
 	}
 	return nil

@@ -102,11 +102,9 @@ func TestEmulatorMatchesRealRunner(t *testing.T) {
 		return []string{emuSpy, executorBin, "--config", emu.execConfig, stage}
 	}
 	env := emu.runnerEnv(1)
-	// What emulator.go's writeResponse should do itself (see RunnerJobResponse).
-	response, err := emulator.RunnerJobResponse(takeJob(t, emu.gitlab.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// GitLab's job JSON as the fake coordinator hands it out: the emulator re-encodes it
+	// the way the runner does (emulator.RunnerJobResponse) before the executor sees it.
+	response := takeJob(t, emu.gitlab.URL)
 	res, err := (&emulator.Runner{
 		Executable: spy, ConfigArgs: args("config"), PrepareArgs: args("prepare"), RunArgs: args("run"), CleanupArgs: args("cleanup"),
 		Env: env, WorkDir: filepath.Join(emu.dir, "tmp-1"), Name: "chatops-1", ShortToken: "runner1-0",
