@@ -21,6 +21,7 @@ import (
 	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
 	"github.com/chatops-executor/chatops-executor/emulator"
+	"github.com/chatops-executor/chatops-executor/jobuser"
 	"github.com/chatops-executor/chatops-executor/tryjob"
 )
 
@@ -107,6 +108,10 @@ func runTry(ctx context.Context, a *app, args []string) error {
 		return fmt.Errorf("try: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	// The job's uid must pass through to its build dir; state stays private (0700).
+	if err := os.Chmod(dir, jobuser.RootMode); err != nil {
+		return fmt.Errorf("try: %w", err)
+	}
 	if chat.Token, err = randomToken("glcbt-try-"); err != nil {
 		return err
 	}
@@ -210,7 +215,7 @@ builds_dir = %q
 cache_dir = %q
 state_dir = %q
 kill_grace = "3s"
-
+%s
 [slack]
 api_url = %q
 
@@ -231,7 +236,11 @@ func (a *app) tryConfig(dir string) (*trySetup, error) {
 		if err := a.startFakeSlack(s); err != nil {
 			return nil, err
 		}
-		text := fmt.Sprintf(tryDefaults, builds, cache, state, s.fake.APIURL(), audit)
+		uids := ""
+		if os.Geteuid() == 0 {
+			uids = fmt.Sprintf("job_uids = %q\n", tryUIDs())
+		}
+		text := fmt.Sprintf(tryDefaults, builds, cache, state, uids, s.fake.APIURL(), audit)
 		return s, os.WriteFile(s.path, []byte(text), 0o600)
 	}
 	cfg, err := config.Load(a.configFlag)
@@ -242,6 +251,11 @@ func (a *app) tryConfig(dir string) (*trySetup, error) {
 	cfg.Executor.BuildsDir, cfg.Executor.CacheDir, cfg.Executor.StateDir = builds, cache, state
 	cfg.Policy.AuditLog = audit
 	cfg.GitLab.VerifyIdentity = false
+	if os.Geteuid() == 0 && cfg.Executor.RunAs == "" {
+		// The leases live in state_dir, which try keeps private: the host's real range
+		// could hand try's job a uid a real job holds.
+		cfg.Executor.JobUIDs = tryUIDs().String()
+	}
 	if cfg.SlackEnabled(a.getenv) {
 		if cfg.Slack.TokenFile == "" {
 			s.slackToken = strings.TrimSpace(a.getenv("SLACK_BOT_TOKEN"))
@@ -282,6 +296,10 @@ func (a *app) startFakeSlack(s *trySetup) error {
 	s.fake, s.slackToken = fake, tok
 	return nil
 }
+
+// tryUIDs is the job_uids of a try run: a random range of its own, so that runs side by
+// side (and the host's executor) never share a uid.
+func tryUIDs() jobuser.Range { return jobuser.RandomRange(8) }
 
 func randomToken(prefix string) (string, error) {
 	b := make([]byte, 12)

@@ -62,6 +62,8 @@ type Stages struct {
 	Signals <-chan os.Signal
 	// NewPoster makes the Slack client; nil means delivery.NewSlack.
 	NewPoster NewPoster
+	// Geteuid is the executor's effective uid; nil means os.Geteuid.
+	Geteuid func() int
 }
 
 func (s *Stages) now() time.Time {
@@ -167,15 +169,15 @@ func (s *Stages) Prepare(ctx context.Context) error {
 		return deny(d.Reason)
 	}
 
-	if err := os.MkdirAll(rec.BuildDir, 0o700); err != nil {
-		return failure.Systemf("create build dir: %w", err)
-	}
-	if err := os.MkdirAll(s.Cfg.Executor.CacheDir, 0o700); err != nil {
-		return failure.Systemf("create cache dir: %w", err)
-	}
-	if err := s.chownForRunAs(rec.BuildDir); err != nil {
+	u, err := s.chooseUser(j, rec.BuildDir)
+	if err != nil {
 		return err
 	}
+	rec.Isolation, rec.UID, rec.GID, rec.RunAs = u.Isolation, u.UID, u.GID, u.Name
+	if err := s.makeJobDirs(j, u); err != nil {
+		return err
+	}
+	fmt.Fprintln(s.Stdout, u.describe())
 	if err := st.WriteJob(rec); err != nil {
 		return failure.Systemf("%w", err)
 	}
@@ -193,7 +195,10 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 		return err
 	}
 	st := OpenState(s.Cfg.Executor.StateDir, j.ID)
-	killGroups(st)
+	leased, hasLease, stopErr := s.stopLeftovers(j.ID, st)
+	if stopErr != nil {
+		fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, j.ID, stopErr)
+	}
 	var outcome Outcome
 	rec, err := st.ReadJob()
 	if err != nil {
@@ -211,6 +216,11 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 	var firstErr error
 	if err := os.RemoveAll(s.buildDir(j)); err != nil {
 		firstErr = failure.Systemf("remove build dir: %w", err)
+	}
+	if hasLease {
+		if err := s.releaseUID(j, leased); err != nil && firstErr == nil {
+			firstErr = err
+		}
 	}
 	if err := st.Remove(); err != nil && firstErr == nil {
 		firstErr = failure.Systemf("%w", err)
