@@ -123,6 +123,9 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 func runCheck(_ context.Context, a *app, args []string) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	host := config.ThisHost()
+	fs.StringVar(&host.RunnerConfig, "runner-config", config.DefaultRunnerConfig,
+		"gitlab-runner's config.toml, whose concurrent job_uids must cover")
 	if err := fs.Parse(args); err != nil {
 		return usagef("check: %v", err)
 	}
@@ -135,7 +138,7 @@ func runCheck(_ context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.stderr, "%s: %v\n", name, err)
 		return &exitError{code: exitFailure}
 	}
-	problems := append(cfg.Check(a.getenv), cfg.Locate(policy.Validate(cfg))...)
+	problems := append(cfg.CheckHost(a.getenv, host), cfg.Locate(policy.Validate(cfg))...)
 	failed := false
 	for _, p := range problems {
 		fmt.Fprintf(a.stderr, "%s: config %s: %s\n", name, path, p)
