@@ -66,7 +66,7 @@ func FreshDir(parent *os.File, name string, uid, gid int) error {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			return fmt.Errorf("%s exists and is %s, not a directory: refusing to use it (remove it once you know how it got there)", path, kind(st.Mode))
+			return refused(path, st.Mode)
 		}
 		if err := os.RemoveAll(path); err != nil {
 			return fmt.Errorf("remove the old %s: %w", path, err)
@@ -78,7 +78,7 @@ func FreshDir(parent *os.File, name string, uid, gid int) error {
 	}
 	fd, err := openDirAt(pfd, name)
 	if err != nil {
-		return notPlainDir(path, err)
+		return notPlainDirAt(pfd, name, path, err)
 	}
 	defer unix.Close(fd)
 	if err := unix.Fchown(fd, uid, gid); err != nil {
@@ -242,12 +242,12 @@ func walkTo(root *os.File, rel string, create bool) (int, string, error) {
 			}
 		}
 		next, err := openDirAt(fd, p)
-		unix.Close(fd)
-		if errors.Is(err, unix.ENOENT) {
-			return -1, "", fmt.Errorf("%s: %w", path, err)
-		}
 		if err != nil {
-			return -1, "", notPlainDir(path, err)
+			err = notPlainDirAt(fd, p, path, err)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return -1, "", err
 		}
 		fd = next
 		if !last {
@@ -291,15 +291,34 @@ func validName(name string) error {
 	return nil
 }
 
-// notPlainDir names the real cause of a failed O_NOFOLLOW|O_DIRECTORY open.
+// notPlainDir names the real cause of a failed O_NOFOLLOW|O_DIRECTORY open: the kernel
+// says ELOOP or ENOTDIR for a link, depending on the version.
 func notPlainDir(path string, err error) error {
-	switch {
-	case errors.Is(err, unix.ELOOP):
-		return fmt.Errorf("%s is a symbolic link, not a directory: refusing to follow it", path)
-	case errors.Is(err, unix.ENOTDIR):
-		return fmt.Errorf("%s is not a directory", path)
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		var st unix.Stat_t
+		if lerr := unix.Lstat(path, &st); lerr == nil {
+			return refused(path, st.Mode)
+		}
 	}
 	return fmt.Errorf("open %s: %w", path, err)
+}
+
+// notPlainDirAt is notPlainDir for name in the open directory dirfd.
+func notPlainDirAt(dirfd int, name, path string, err error) error {
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		var st unix.Stat_t
+		if serr := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); serr == nil {
+			return refused(path, st.Mode)
+		}
+	}
+	return fmt.Errorf("open %s: %w", path, err)
+}
+
+func refused(path string, mode uint32) error {
+	if mode&unix.S_IFMT == unix.S_IFLNK {
+		return fmt.Errorf("%s is a symbolic link, not a directory: refusing to follow it", path)
+	}
+	return fmt.Errorf("%s is %s, not a directory: refusing to use it", path, kind(mode))
 }
 
 func kind(mode uint32) string {
