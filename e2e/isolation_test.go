@@ -437,3 +437,37 @@ func owner(fi os.FileInfo) uint32 {
 	}
 	return 1<<32 - 1
 }
+
+// What a job leaves in /tmp, /dev/shm or System V IPC would belong to the next job
+// leased its uid: cleanup removes it.
+func TestLeftoversOfTheUidAreRemoved(t *testing.T) {
+	requireRoot(t)
+	h := newHost(t, allowAll)
+	name := fmt.Sprintf("chatops-e2e-leftover-%d", time.Now().UnixNano())
+	res := h.run(context.Background(), emulator.Job{
+		Response: response(t, 870, nil),
+		Script: []string{
+			"echo secret > /tmp/" + name,
+			"mkdir -p /dev/shm/" + name + "/deep && echo secret > /dev/shm/" + name + "/deep/f",
+			"ipcmk -M 4096 && ipcmk -Q && ipcmk -S 1",
+		},
+	})
+	if res.State != "success" {
+		t.Fatalf("state %s\n%s", res.State, res.RawTrace)
+	}
+	uid := h.leasedUID(res)
+	for _, p := range []string{"/tmp/" + name, "/dev/shm/" + name} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s outlived the job", p)
+			os.RemoveAll(p)
+		}
+	}
+	for _, f := range []string{"shm", "msg", "sem"} {
+		data, _ := os.ReadFile("/proc/sysvipc/" + f)
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			if fields := strings.Fields(line); len(fields) > 7 && strings.Contains(" "+strings.Join(fields[4:10], " ")+" ", " "+strconv.FormatUint(uint64(uid), 10)+" ") {
+				t.Errorf("the job's System V %s outlived it: %s", f, line)
+			}
+		}
+	}
+}

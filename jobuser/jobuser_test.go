@@ -394,3 +394,41 @@ func TestReachable(t *testing.T) {
 		t.Errorf("root: %v", err)
 	}
 }
+
+func TestRemoveLeftovers(t *testing.T) {
+	needRoot(t)
+	uid := RandomRange(1).First
+	tmp := t.TempDir()
+	os.Chmod(tmp, 0o1777)
+	mk := func(name string, owner uint32, dir bool) string {
+		p := filepath.Join(tmp, name)
+		if dir {
+			os.MkdirAll(filepath.Join(p, "inner"), 0o755)
+			os.WriteFile(filepath.Join(p, "inner", "f"), nil, 0o644)
+		} else {
+			os.WriteFile(p, nil, 0o644)
+		}
+		os.Lchown(p, int(owner), int(owner))
+		return p
+	}
+	file, dir := mk("job-file", uid, false), mk("job-dir", uid, true)
+	other := mk("someone-else", uid+1, false)
+	target := mk("root-target", 0, false)
+	link := filepath.Join(tmp, "job-link")
+	os.Symlink(target, link)
+	os.Lchown(link, int(uid), int(uid))
+	n, err := RemoveLeftovers(uid, []string{tmp, filepath.Join(tmp, "missing")})
+	if err != nil || n != 3 {
+		t.Errorf("RemoveLeftovers = %d, %v; want 3", n, err)
+	}
+	for _, p := range []string{file, dir, link} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s survived", p)
+		}
+	}
+	for _, p := range []string{other, target} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s was removed: %v", p, err)
+		}
+	}
+}

@@ -92,6 +92,10 @@ func (s *Stages) chooseUser(j *job.Response, buildDir string) (jobUser, error) {
 	if err != nil {
 		return jobUser{}, failure.Systemf("%w", err)
 	}
+	// Normally cleanup has done this; a cleanup that died has not.
+	if _, err := jobuser.RemoveLeftovers(uid, jobuser.SharedTempDirs); err != nil {
+		return jobUser{}, failure.Systemf("uid %d: %w", uid, err)
+	}
 	return jobUser{Isolation: OwnUID, UID: uid, GID: uid, Home: buildDir}, nil
 }
 
@@ -186,12 +190,19 @@ func (s *Stages) parkCache(j *job.Response, uid uint32) error {
 }
 
 // releaseUID gives the job's uid back in cleanup, after its processes were stopped: the
-// project's cache is taken back first, and the lease is only released when no process of
+// project's cache is taken back and the uid's files in /tmp and the like removed first,
+// and the lease is only released when no process of
 // the uid is left (else it stays taken, and is reclaimed once idle).
 func (s *Stages) releaseUID(j *job.Response, uid uint32) error {
 	var errs []error
 	if err := s.parkCache(j, uid); err != nil {
 		errs = append(errs, fmt.Errorf("project cache: %w", err))
+	}
+	if left, err := jobuser.Processes(uid); err == nil && len(left) == 0 {
+		// What the job left in /tmp and the like would be the next holder's.
+		if _, err := jobuser.RemoveLeftovers(uid, jobuser.SharedTempDirs); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	l, _ := s.leaser()
 	freed, err := l.Release(j.ID)

@@ -44,10 +44,12 @@ type Capturer interface {
 }
 
 // Run executes the runner-generated script for one stage. The script runs with the
-// configured shell, in its own process group, with a clean environment, as run_as when set.
-// Its output goes to the runner unchanged. A script failure is a build failure carrying the
-// script's exit code; a SIGTERM from the runner (cancel or timeout) stops the script's whole
-// process group, gracefully then by force, and is recorded for cleanup.
+// configured shell, in its own process group, with a clean environment, as the user prepare
+// chose (jobuser.go): the job's leased uid, or run_as. Its output goes to the runner
+// unchanged. A script failure is a build failure carrying the script's exit code; a SIGTERM
+// from the runner (cancel or timeout) stops the job's processes — every process of a leased
+// uid, else the script's process group — gracefully then by force, and is recorded for
+// cleanup. When the script ends, whatever it left running is stopped the same way (kill.go).
 //
 // The output of stages that run the job's own commands is also captured for the reply
 // (see capture.go), and while the user script runs, the chat's start message shows
