@@ -3,10 +3,13 @@ package stages
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/chatops-executor/chatops-executor/jobuser"
 )
@@ -115,5 +118,36 @@ func TestNotRootSaysJobsCannotChangeUids(t *testing.T) {
 	g.stages.Geteuid = func() int { return 1000 }
 	if err := g.stages.Prepare(context.Background()); err == nil || !strings.Contains(err.Error(), "executor.job_uids needs the executor to run as root to change uids, and it runs as uid 1000") {
 		t.Errorf("job_uids when not root: %v", err)
+	}
+}
+
+// When the runner had to SIGKILL the executor mid-stage, the job's processes are still
+// there at cleanup, in any session: cleanup stops them all and only then frees the uid.
+func TestCleanupStopsEveryProcessOfTheUid(t *testing.T) {
+	f := leasedFixture(t)
+	ctx := context.Background()
+	if err := f.stages.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := f.state().ReadJob()
+	for _, script := range []string{"setsid sleep 300", "sleep 300"} {
+		cmd := exec.Command("sh", "-c", script)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: &syscall.Credential{Uid: rec.UID, Gid: rec.GID, Groups: []uint32{}}}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = cmd.Wait() }()
+	}
+	for jobuser.Wait(rec.UID, 0) { // until they show
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := f.stages.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := jobuser.Processes(rec.UID); len(left) != 0 {
+		t.Errorf("uid %d still has %v after cleanup", rec.UID, left)
+	}
+	if leases, _ := filepath.Glob(filepath.Join(f.dir, "state", "uids", "[0-9]*")); len(leases) != 0 {
+		t.Errorf("leases after cleanup: %v", leases)
 	}
 }
