@@ -151,9 +151,15 @@ func InUse(r Range) (map[uint32]bool, error) {
 // process for good, so the check and the signal are about the same process. A process
 // that ended between the two is simply not signalled (ESRCH).
 func Signal(uid uint32, sig syscall.Signal) (int, error) {
+	n, _, err := signalAll(uid, sig)
+	return n, err
+}
+
+// signalAll is Signal, also returning how many live processes of uid the listing showed.
+func signalAll(uid uint32, sig syscall.Signal) (int, int, error) {
 	list, err := Processes(uid)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	n := 0
 	var errs []error
@@ -166,7 +172,7 @@ func Signal(uid uint32, sig syscall.Signal) (int, error) {
 			n++
 		}
 	}
-	return n, errors.Join(errs...)
+	return n, len(list), errors.Join(errs...)
 }
 
 func signalIfOwned(pid int, uid uint32, sig syscall.Signal) (bool, error) {
@@ -217,15 +223,14 @@ func Wait(uid uint32, d time.Duration) bool {
 func Stop(uid uint32, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		n, err := Signal(uid, syscall.SIGKILL)
+		n, seen, err := signalAll(uid, syscall.SIGKILL)
 		if err != nil {
 			return fmt.Errorf("stop the processes of uid %d: %w", uid, err)
 		}
-		if n == 0 {
-			if Wait(uid, 0) {
-				return nil
-			}
-		} else if Wait(uid, 200*time.Millisecond) {
+		if seen == 0 {
+			return nil // the usual case at the end of a stage: one pass over /proc
+		}
+		if n > 0 && Wait(uid, 200*time.Millisecond) {
 			return nil
 		}
 		if time.Now().After(deadline) {
