@@ -124,3 +124,23 @@ func TestCheckRunAsSecretsReadable(t *testing.T) {
 		t.Errorf("problems lack %q; got:\n%s", want, strings.Join(all, "\n"))
 	}
 }
+
+func TestJobUIDsValidation(t *testing.T) {
+	for _, tt := range []struct{ config, want string }{
+		{`job_uids = "64000"`, `line 2: executor.job_uids: want FIRST-LAST, such as "64000-64099"`},
+		{`job_uids = "10-20"`, "uids below 1000 belong to the system"},
+		{"job_uids = \"64000-64099\"\nrun_as = \"nobody\"", "set either job_uids (a uid per job) or run_as (one fixed user), not both"},
+	} {
+		_, err := Parse("c.toml", []byte("[executor]\n"+tt.config+"\n"))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.config, err, tt.want)
+		}
+	}
+	cfg, err := Parse("c.toml", []byte("[executor]\njob_uids = \"64000-64099\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := cfg.JobUIDRange(); !ok || r.First != 64000 || r.Last != 64099 {
+		t.Errorf("JobUIDRange = %v %v", r, ok)
+	}
+}

@@ -159,6 +159,13 @@ func (s *Stages) makeJobDirs(j *job.Response, u jobUser) error {
 			return failure.WithHint(failure.Systemf("build dir: %w", err), "run 'chatops-executor check' to see every directory the job's user cannot reach")
 		}
 	}
+	if u.Isolation == SameUser {
+		// Jobs run as the executor itself: there is no one to hand the cache to.
+		if err := os.MkdirAll(filepath.Join(s.Cfg.Executor.CacheDir, j.CacheSlug()), 0o700); err != nil {
+			return failure.Systemf("project cache: %w", err)
+		}
+		return nil
+	}
 	cache, err := jobuser.OpenRoot(s.Cfg.Executor.CacheDir)
 	if err != nil {
 		return failure.Systemf("cache_dir: %w", err)
