@@ -53,11 +53,11 @@ func TestPrepareTwiceKeepsTheLease(t *testing.T) {
 		t.Errorf("leases after two prepares of one job: %v", leases)
 	}
 	// The stage runs as that uid, with no group but its own and no_new_privs.
-	if err := f.stages.Run(ctx, f.script(`echo "$(id -u) $(id -G) $(grep NoNewPrivs /proc/self/status | tr -d '\t')"`), "build_script"); err != nil {
+	if err := f.stages.Run(ctx, f.script(`echo "$(id -u) $(id -G) $(grep NoNewPrivs /proc/self/status | tr -d '\t') nproc=$(ulimit -u)"`), "build_script"); err != nil {
 		t.Fatalf("run: %v\n%s", err, f.stdout)
 	}
 	uid := strconv.FormatUint(uint64(first.UID), 10)
-	want := uid + " " + uid + " NoNewPrivs:1\n"
+	want := uid + " " + uid + " NoNewPrivs:1 nproc=" + strconv.Itoa(jobProcessLimit) + "\n"
 	if !strings.Contains(f.stdout.String(), want) {
 		t.Errorf("job output lacks %q:\n%s", want, f.stdout)
 	}

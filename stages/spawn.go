@@ -43,10 +43,17 @@ func scriptFile(path string) (*os.File, error) {
 	return f, nil
 }
 
+// jobProcessLimit is RLIMIT_NPROC for a job with a leased uid: the uid is the job's alone,
+// so this bounds the job's processes, and a fork bomb cannot outrun the executor stopping
+// the uid.
+const jobProcessLimit = 4096
+
 // startScript starts cmd. A job with a leased uid is started with no_new_privs: a setuid
 // file a job left anywhere on the host (such as a copy of a shell, setuid to its uid in
 // /tmp) would otherwise let a later job become that uid while another job holds it, and
-// setuid-root programs could not help a job that has no account anyway.
+// setuid-root programs could not help a job that has no account anyway. It also gets
+// RLIMIT_NPROC (jobProcessLimit), set on the executor for the moment of the fork: root is
+// not held to it, the job's uid is.
 //
 // no_new_privs belongs to a thread and is inherited by what it forks, so it is set on a
 // thread locked to this goroutine, which starts the child and is then discarded (the
@@ -62,7 +69,19 @@ func startScript(cmd *exec.Cmd, noNewPrivs bool) error {
 			errc <- fmt.Errorf("set no_new_privs: %w", err)
 			return
 		}
-		errc <- cmd.Start()
+		var old unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NPROC, &old); err != nil {
+			errc <- fmt.Errorf("read RLIMIT_NPROC: %w", err)
+			return
+		}
+		lim := unix.Rlimit{Cur: jobProcessLimit, Max: jobProcessLimit}
+		if err := unix.Setrlimit(unix.RLIMIT_NPROC, &lim); err != nil {
+			errc <- fmt.Errorf("set RLIMIT_NPROC: %w", err)
+			return
+		}
+		err := cmd.Start()
+		_ = unix.Setrlimit(unix.RLIMIT_NPROC, &old)
+		errc <- err
 	}()
 	return <-errc
 }
