@@ -471,3 +471,49 @@ func TestLeftoversOfTheUidAreRemoved(t *testing.T) {
 		}
 	}
 }
+
+// An executor that is not root cannot change uids: the job runs as the executor's user,
+// and the job log says plainly what that means. (The test is root, so it runs the
+// executor as nobody through setpriv.)
+func TestNotRootExecutorSaysUidsCannotChange(t *testing.T) {
+	requireRoot(t)
+	const nobody = 65534
+	h := newHost(t, allowAll+"# no job_uids: the executor is not root\n")
+	for _, d := range []string{"builds", "cache", "state", "runner"} {
+		p := filepath.Join(h.dir, d)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(h.config, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := filepath.Join(h.dir, "as-nobody")
+	// The emulated runner is root and writes its files (job response, scripts) as root; a
+	// runner running as nobody would have written them as nobody.
+	script := fmt.Sprintf("#!/bin/sh\nchown -R %d:%d \"$TMPDIR\"\nexec setpriv --reuid=%d --regid=%d --clear-groups %s \"$@\"\n", nobody, nobody, nobody, nobody, binary)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.runner.Executable = wrapper
+	res := h.run(context.Background(), emulator.Job{
+		Response: response(t, 880, nil),
+		Script:   []string{`echo "job uid $(id -u)"`},
+	})
+	if res.State != "success" {
+		t.Fatalf("state %s (%v)\n%s", res.State, res.Err, res.RawTrace)
+	}
+	trace := string(res.RawTrace)
+	for _, want := range []string{
+		"chatops-executor: warning: the executor runs as uid 65534, not root, so it cannot change uids: the job runs as uid 65534 with the executor's own rights",
+		"\njob uid 65534\n",
+	} {
+		if !strings.Contains(trace, want) {
+			t.Errorf("job log lacks %q:\n%s", want, trace)
+		}
+	}
+	h.assertClean(880)
+}
