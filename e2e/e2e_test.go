@@ -76,7 +76,7 @@ func newHost(t *testing.T, extraConfig string) *host {
 	if os.Geteuid() == 0 && !strings.Contains(extraConfig, "run_as") && !strings.Contains(extraConfig, "job_uids") {
 		// A range of its own per host: tests (and other test processes on this machine)
 		// run side by side, and one host's cleanup stops every process of its uids.
-		h.uids = jobuser.RandomRange(100)
+		h.uids = distinctRange()
 		executor = fmt.Sprintf("job_uids = %q\n", h.uids)
 	}
 	toml := fmt.Sprintf("[executor]\nbuilds_dir = %q\ncache_dir = %q\nstate_dir = %q\nkill_grace = \"500ms\"\n%s%s",
@@ -102,6 +102,27 @@ func newHost(t *testing.T, extraConfig string) *host {
 		PreparationRetryInterval: -1,
 	}
 	return h
+}
+
+// usedRanges are the job_uids ranges this test process has handed to hosts.
+var usedRanges = struct {
+	sync.Mutex
+	m map[uint32]bool
+}{m: map[uint32]bool{}}
+
+// distinctRange is a random range of 100 uids no other host of this process has: random,
+// so that test processes running side by side on one machine do not meet, and checked, so
+// that hosts of one process cannot either.
+func distinctRange() jobuser.Range {
+	usedRanges.Lock()
+	defer usedRanges.Unlock()
+	for {
+		r := jobuser.RandomRange(100)
+		if !usedRanges.m[r.First] {
+			usedRanges.m[r.First] = true
+			return r
+		}
+	}
 }
 
 // traversableTempDir is t.TempDir() with it and its parent opened to passing through
