@@ -142,7 +142,13 @@ func startAs(t *testing.T, uid uint32, command string) *exec.Cmd {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	t.Cleanup(func() {
+		// Everything of the uid, which the test took at random for itself: sh forks its
+		// command, and some tests start processes in other groups.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = Stop(uid, 10*time.Second)
+		<-done
+	})
 	return cmd
 }
 
