@@ -80,6 +80,13 @@ func (c *Config) checkRunAs(h Host) []Problem {
 	ps = append(ps, Problem{Key: "executor.run_as", Warning: true, Msg: fmt.Sprintf(
 		"every job runs as %s (uid %d): jobs share one uid, so a job can signal, trace and read the environment of jobs running beside or after it, read and change their files, and a process that leaves its process group (setsid) outlives cleanup; job_uids gives each job a uid of its own", c.Executor.RunAs, uid)})
 	ps = append(ps, c.checkReach(uid, gids)...)
+	ps = append(ps, c.checkPrivate(uid, gids, "run_as user "+c.Executor.RunAs)...)
+	return ps
+}
+
+// checkPrivate reports the executor's files that the job's user could read.
+func (c *Config) checkPrivate(uid uint32, gids []uint32, who string) []Problem {
+	var ps []Problem
 	for _, s := range []struct{ key, path string }{
 		{"slack.token_file", c.Slack.TokenFile}, {"gitlab.token_file", c.GitLab.TokenFile},
 		{"policy.audit_log", c.Policy.AuditLog}, {"executor.state_dir", c.Executor.StateDir},
@@ -88,7 +95,7 @@ func (c *Config) checkRunAs(h Host) []Problem {
 			continue
 		}
 		if why := reachableBy(s.path, uid, gids); why != "" {
-			ps = append(ps, Problem{Key: s.key, Msg: fmt.Sprintf("%s is %s by run_as user %s: jobs would read it", s.path, why, c.Executor.RunAs)})
+			ps = append(ps, Problem{Key: s.key, Msg: fmt.Sprintf("%s is %s by %s: jobs would read it", s.path, why, who)})
 		}
 	}
 	return ps
@@ -119,6 +126,7 @@ func (c *Config) checkJobUIDs(h Host) []Problem {
 			"%s holds %d uids but %s lets gitlab-runner run %d jobs at once: jobs beyond %d would fail in prepare; widen the range", r, r.Size(), h.RunnerConfig, n, r.Size())})
 	}
 	ps = append(ps, c.checkReach(r.First, []uint32{r.First})...)
+	ps = append(ps, c.checkPrivate(r.First, []uint32{r.First}, "the uids of job_uids")...)
 	return ps
 }
 

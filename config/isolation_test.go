@@ -42,6 +42,10 @@ func TestCheckIsolation(t *testing.T) {
 	if err := os.WriteFile(token, []byte("xoxb-1"), 0o640); err != nil {
 		t.Fatal(err)
 	}
+	audit := filepath.Join(open, "audit.jsonl")
+	if err := os.WriteFile(audit, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	dirs := func(base string) string {
 		return "builds_dir=\"" + base + "/b\"\ncache_dir=\"" + base + "/c\"\nstate_dir=\"" + open + "/s\"\n"
 	}
@@ -72,6 +76,8 @@ func TestCheckIsolation(t *testing.T) {
 			[]string{"64000-64009 holds 10 uids but " + runner + " lets gitlab-runner run 20 jobs at once"}, true},
 		{"root, job_uids unreachable builds_dir", dirs(private) + `job_uids="64000-64099"`, Host{Euid: 0},
 			[]string{"executor.builds_dir: the job's user cannot reach it: uid 64000 cannot pass through " + private}, true},
+		{"root, job_uids with a readable audit log", dirs(open) + `job_uids="64100-64199"` + "\n[policy]\naudit_log=\"" + audit + "\"\n", Host{Euid: 0},
+			[]string{"policy.audit_log: " + audit + " is readable by the uids of job_uids: jobs would read it"}, true},
 		{"root, job_uids fine", dirs(open) + `job_uids="64100-64199"`, Host{Euid: 0, Passwd: accounts, Group: groups, RunnerConfig: runner}, nil, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
