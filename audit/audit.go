@@ -7,7 +7,7 @@
 // with another on file systems that split large writes.
 //
 // The log is read by people who must not see secrets, so every string in a record passes
-// through a Redactor before it is written: a requester can paste a token into CHAT_INPUT.
+// through the replies redactor before it is written: a requester can paste a token into CHAT_INPUT.
 package audit
 
 import (
@@ -15,12 +15,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/chatops-executor/chatops-executor/replies"
 )
 
 // MaxField bounds each string field of a record, so that one huge CHAT_INPUT cannot make a
@@ -28,7 +28,7 @@ import (
 const MaxField = 4096
 
 // Masked replaces every secret in a record, the same marker GitLab uses in job logs.
-const Masked = "[MASKED]"
+const Masked = replies.Mask
 
 // User is the GitLab user a record is about.
 type User struct {
@@ -55,90 +55,20 @@ type Record struct {
 	Reason   string `json:"reason"`
 }
 
-// Redactor replaces secrets in text with Masked: exact values (masked variables, the job
-// token) and tokens recognised by prefix (glpat-…), as the runner masks job logs.
-type Redactor struct {
-	secrets  []string // longest first, so a secret containing another is masked whole
-	prefixes []string
-}
-
-// DefaultTokenPrefixes are GitLab's token prefixes, masked even when the job response does
-// not list them in features.token_mask_prefixes.
-var DefaultTokenPrefixes = []string{
-	"glpat-", "gloas-", "gldt-", "glrt-", "glcbt-", "glptt-", "glft-", "glimt-",
-	"glagent-", "glsoat-", "glffct-", "glrtr-", "GR1348941",
-}
-
-// NewRedactor returns a Redactor for the given exact secrets and token prefixes (in
-// addition to DefaultTokenPrefixes). Empty strings are ignored.
-func NewRedactor(secrets, prefixes []string) *Redactor {
-	r := &Redactor{}
-	seen := map[string]bool{}
-	for _, s := range secrets {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			r.secrets = append(r.secrets, s)
-		}
-	}
-	sort.SliceStable(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
-	seen = map[string]bool{}
-	for _, p := range append(append([]string{}, DefaultTokenPrefixes...), prefixes...) {
-		if p != "" && !seen[p] {
-			seen[p] = true
-			r.prefixes = append(r.prefixes, p)
-		}
-	}
-	return r
-}
-
-// Redact returns s with every secret and every prefixed token replaced by Masked.
-func (r *Redactor) Redact(s string) string {
-	if r == nil {
-		return s
-	}
-	for _, secret := range r.secrets {
-		s = strings.ReplaceAll(s, secret, Masked)
-	}
-	for _, p := range r.prefixes {
-		s = maskPrefixed(s, p)
-	}
-	return s
-}
-
-// maskPrefixed masks prefix and the token characters following it.
-func maskPrefixed(s, prefix string) string {
-	if !strings.Contains(s, prefix) {
-		return s
-	}
-	var b strings.Builder
-	for {
-		i := strings.Index(s, prefix)
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		b.WriteString(s[:i])
-		j := i + len(prefix)
-		for j < len(s) && isTokenByte(s[j]) {
-			j++
-		}
-		b.WriteString(Masked)
-		s = s[j:]
-	}
-}
-
-func isTokenByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
-}
+// Redact masks secrets in s the way every other text that leaves the host is masked
+// (replies.Redact): one redactor for replies, uploads, previews and the audit log, so a
+// secret the reply hides is never readable here.
+func Redact(s string, secrets replies.Secrets) string { return replies.Redact(s, secrets) }
 
 // Redacted returns rec with every string field redacted and cut to MaxField bytes.
 // Redaction comes first, so a cut can never leave part of a secret behind.
-func (rec Record) Redacted(r *Redactor) Record {
+func (rec Record) Redacted(secrets replies.Secrets) Record {
+	m := replies.NewMasker(secrets)
 	for _, f := range []*string{
 		&rec.JobName, &rec.Project, &rec.PipelineSource, &rec.User.Username,
 		&rec.ChatUser, &rec.Channel, &rec.Input, &rec.Rule, &rec.Decision, &rec.Reason,
 	} {
-		*f = truncate(r.Redact(*f), MaxField)
+		*f = truncate(m.Redact(*f), MaxField)
 	}
 	return rec
 }
@@ -161,9 +91,9 @@ type Log struct {
 	Path string
 }
 
-// Append redacts rec with r and appends it as one JSON line.
-func (l *Log) Append(rec Record, r *Redactor) error {
-	line, err := json.Marshal(rec.Redacted(r))
+// Append masks secrets in rec and appends it as one JSON line.
+func (l *Log) Append(rec Record, secrets replies.Secrets) error {
+	line, err := json.Marshal(rec.Redacted(secrets))
 	if err != nil {
 		return fmt.Errorf("audit log %s: encode record: %w", l.Path, err)
 	}

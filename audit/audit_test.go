@@ -12,22 +12,35 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chatops-executor/chatops-executor/replies"
 )
 
+// The audit log masks with the replies' redactor (issue 9: the audit log used to mask
+// differently, leaving "[MASKED]2222CCCC" of overlapping secrets and another prefix list).
 func TestRedact(t *testing.T) {
-	r := NewRedactor([]string{"s3cr3t-value", "s3cr3t", "", "glcbt-job-token"}, []string{"custom-"})
+	secrets := replies.Secrets{
+		Values:        []string{"s3cr3t-value", "s3cr3t", "", "glcbt-job-token", "1111AAAA", "AAAA2222CCCC"},
+		TokenPrefixes: []string{"custom-"},
+	}
 	tests := []struct{ in, want string }{
 		{"deploy s3cr3t-value now", "deploy [MASKED] now"}, // the longer secret wins
 		{"s3cr3t", "[MASKED]"},
-		{"token glpat-AbC_123-xyz.", "token [MASKED]"},
-		{"custom-abc def", "[MASKED] def"},
+		{"token glpat-AbC_123-xyz. x", "token glpat-[MASKED] x"}, // the runner's alphabet has "."
+		{"custom-abc def", "custom-[MASKED] def"},
 		{"glcbt-job-token", "[MASKED]"},
 		{"nothing here", "nothing here"},
 		{"line1\ns3cr3t\n", "line1\n[MASKED]\n"},
+		{"overlap 1111AAAA2222CCCC end", "overlap [MASKED] end"},
+		{"deploy token gldt-abcDEF123 runner glrt-xyz", "deploy token gldt-[MASKED] runner glrt-[MASKED]"},
+		{"GET /x?private_token=abc&page=2", "GET /x?private_token=[MASKED]&page=2"},
 	}
 	for _, tt := range tests {
-		if got := r.Redact(tt.in); got != tt.want {
+		if got := Redact(tt.in, secrets); got != tt.want {
 			t.Errorf("Redact(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if got := replies.Redact(tt.in, secrets); got != Redact(tt.in, secrets) {
+			t.Errorf("audit and replies mask %q differently", tt.in)
 		}
 	}
 }
@@ -35,11 +48,11 @@ func TestRedact(t *testing.T) {
 func TestRedactedTruncatesAfterRedaction(t *testing.T) {
 	secret := "abcdefghij-secret"
 	in := strings.Repeat("é", MaxField/2-2) + secret
-	rec := Record{Input: in}.Redacted(NewRedactor([]string{secret}, nil))
+	rec := Record{Input: in}.Redacted(replies.Secrets{Values: []string{secret}})
 	if strings.Contains(rec.Input, "abcdef") {
 		t.Errorf("part of the secret survived: %q", rec.Input[len(rec.Input)-40:])
 	}
-	long := Record{Input: strings.Repeat("x", 3*MaxField)}.Redacted(nil)
+	long := Record{Input: strings.Repeat("x", 3*MaxField)}.Redacted(replies.Secrets{})
 	if len(long.Input) > MaxField+40 || !strings.Contains(long.Input, "bytes cut]") {
 		t.Errorf("long input not cut: %d bytes", len(long.Input))
 	}
@@ -49,7 +62,7 @@ func TestAppendCreatesPrivateFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "new", "dir")
 	l := &Log{Path: filepath.Join(dir, "audit.jsonl")}
 	rec := Record{Time: time.Unix(0, 0).UTC(), JobID: 1, Input: "a\nb", Decision: "allow"}
-	if err := l.Append(rec, nil); err != nil {
+	if err := l.Append(rec, replies.Secrets{}); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(l.Path)
@@ -109,7 +122,7 @@ func appendOne(path string, jobID int) error {
 		Input:  strings.Repeat(strconv.Itoa(jobID%10), MaxField-100) + " " + secret,
 		Reason: strings.Repeat("r", MaxField-100) + secret, Channel: secret, Decision: "deny",
 	}
-	return l.Append(rec, NewRedactor([]string{secret}, nil))
+	return l.Append(rec, replies.Secrets{Values: []string{secret}})
 }
 
 func TestConcurrentAppends(t *testing.T) {

@@ -52,6 +52,7 @@ func (c *Config) CheckHost(getenv func(string) string, h Host) []Problem {
 			add("policy.audit_log", "%v", err)
 		}
 	}
+	ps = append(ps, c.checkFiles(getenv)...)
 	if !c.SlackEnabled(getenv) {
 		ps = append(ps, Problem{Key: "slack.token_file", Warning: true,
 			Msg: "not set and SLACK_BOT_TOKEN is empty: jobs will run but no reply will be posted"})

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -187,42 +188,80 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
-// Parse decodes and validates config file contents; path is used only in messages.
+// Parse decodes and validates config file contents; path is used only in messages. Every
+// problem is reported at once: unknown keys and tables, values of the wrong type, and what
+// validate finds in the rest of the file.
 func Parse(path string, data []byte) (*Config, error) {
-	cfg := Default()
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&cfg)
+	cfg, err := ParsePartial(path, data)
 	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// LoadPartial is Load for `check`: see ParsePartial.
+func LoadPartial(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParsePartial(path, data)
+}
+
+// ParsePartial is Parse that also returns what could be decoded when the file has
+// problems: the keys with problems dropped, so `check` can go on to check the rest against
+// the host and report everything in one run. The config is nil only when the file is not
+// TOML at all. Never run jobs with a config that came with an error.
+func ParsePartial(path string, data []byte) (*Config, error) {
+	var raw map[string]any
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
 		return nil, &Error{Path: path, Problems: []Problem{decodeProblem(err)}}
 	}
-	cfg.Path, cfg.raw = path, data
-	var problems []Problem
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		for _, k := range undecoded {
-			problems = append(problems, Problem{
-				Key:  k.String(),
-				Line: keyLine(data, k),
-				Msg:  "unknown key" + suggest(k),
-			})
-		}
-	}
-	problems = append(problems, caseProblems(data, md)...)
-	if !md.IsDefined("executor") {
+	w := &walker{data: data}
+	w.table(raw, reflect.TypeOf(Config{}), "", "")
+	problems := w.problems
+	if _, ok := raw["executor"]; !ok {
 		problems = append(problems, Problem{Key: "executor", Msg: "missing: the [executor] table is required"})
 	}
+
+	// What is left decodes: the walker dropped every key it found wrong.
+	clean := data
+	if len(w.problems) > 0 {
+		var buf bytes.Buffer
+		if err := toml.NewEncoder(&buf).Encode(raw); err != nil {
+			return nil, &Error{Path: path, Problems: append(problems, Problem{Key: "(file)", Msg: err.Error()})}
+		}
+		clean = buf.Bytes()
+	}
+	cfg := Default()
+	if _, err := toml.NewDecoder(bytes.NewReader(clean)).Decode(&cfg); err != nil {
+		// The walker should have caught it; if not, still name the key and line.
+		p := decodeProblem(err)
+		if len(w.problems) > 0 {
+			p.Line = keyLineDotted(data, p.Key)
+		}
+		return nil, &Error{Path: path, Problems: sortProblems(append(problems, p))}
+	}
+	cfg.Path, cfg.raw = path, data
 	for _, p := range cfg.validate() {
 		p.Line = keyLineDotted(data, p.Key)
 		problems = append(problems, p)
 	}
 	if len(problems) > 0 {
-		sort.SliceStable(problems, func(i, j int) bool {
-			if problems[i].Line == 0 || problems[j].Line == 0 {
-				return problems[i].Line != 0 && problems[j].Line == 0
-			}
-			return problems[i].Line < problems[j].Line
-		})
-		return nil, &Error{Path: path, Problems: problems}
+		return &cfg, &Error{Path: path, Problems: sortProblems(problems)}
 	}
 	return &cfg, nil
+}
+
+// sortProblems orders problems by line, those without one last.
+func sortProblems(problems []Problem) []Problem {
+	sort.SliceStable(problems, func(i, j int) bool {
+		if problems[i].Line == 0 || problems[j].Line == 0 {
+			return problems[i].Line != 0 && problems[j].Line == 0
+		}
+		return problems[i].Line < problems[j].Line
+	})
+	return problems
 }
 
 // decodeProblem turns a decoder error into a Problem with the line and key the decoder knows.
@@ -233,7 +272,7 @@ func decodeProblem(err error) Problem {
 		if key == "" {
 			key = "(syntax)"
 		}
-		msg := pe.Message
+		msg := "not valid TOML: " + pe.Message
 		if pe.Message == "" {
 			msg = err.Error()
 		}
@@ -315,7 +354,9 @@ func (c *Config) validate() []Problem {
 		if r.Name != "" {
 			key = fmt.Sprintf("policy.rule[%d] (%s)", i+1, r.Name)
 		}
-		if r.Action != "allow" && r.Action != "deny" {
+		if r.Action == "" {
+			add(key+".action", `missing: every rule needs action = "allow" or action = "deny"`)
+		} else if r.Action != "allow" && r.Action != "deny" {
 			add(key+".action", `must be "allow" or "deny", got %q`, r.Action)
 		}
 		if (len(r.Groups) > 0 || r.MinAccessLevel > 0) && c.GitLab.TokenFile == "" {

@@ -55,7 +55,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key with suggestion and line", minimal + "shel = \"bash\"\n",
 			[]string{"line 6: executor.shel: unknown key (did you mean \"shell\"?)"}},
 		{"unknown table", minimal + "[slak]\ntoken_file = \"x\"\n",
-			[]string{"line 6: slak", "unknown key"}},
+			[]string{"line 6: slak: unknown table [slak] (did you mean [slack]?): everything in it is ignored"}},
 		{"wrong type names key and line", minimal + "[slack]\ninline_limit = \"big\"\n",
 			[]string{"line 7", "inline_limit"}},
 		{"bare number duration", minimal + "[gitlab]\ntimeout = 10\n",
@@ -102,6 +102,89 @@ func TestParseErrors(t *testing.T) {
 				at += i
 			}
 		})
+	}
+}
+
+// Every problem of a file is reported in one run, each with the line of the rule it is in,
+// in words a person can act on: never the decoder's Go types.
+func TestParseReportsEveryProblemInPlainWords(t *testing.T) {
+	text := minimal + `[gitlab]
+timeout = 10
+[[policy.rule]]
+name = "a"
+action = "allow"
+jobs = "status"
+[[policy.rule]]
+name = "b"
+actoin = "deny"
+[[policy.rule]]
+name = "c"
+action = "allow"
+channels = [5]
+min_access_level = "40"
+[slack]
+inline_limit = "big"
+thread = "yes"
+`
+	_, err := Parse("c.toml", []byte(text))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := []string{
+		`line 7: gitlab.timeout: a duration must be a quoted string such as "90s"`,
+		`line 11: policy.rule[1] (a).jobs: got "status" (a string); write a list of globs, e.g. jobs = ["status"]`,
+		`line 14: policy.rule[2] (b).actoin: unknown key (did you mean "action"?)`,
+		`line 18: policy.rule[3] (c).channels: every entry must be a quoted string, got 5 (a number); write a list of Slack channel ids`,
+		`line 19: policy.rule[3] (c).min_access_level: got "40" (a string); write a GitLab access level, e.g. min_access_level = 40`,
+		`line 21: slack.inline_limit: got "big" (a string); write a number of characters, e.g. inline_limit = 3000`,
+		`line 22: slack.thread: got "yes" (a string); write true or false, e.g. thread = true`,
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error lacks %q:\n%s", w, msg)
+		}
+	}
+	// Rule b has no action now that actoin is dropped: validate still runs on the rest.
+	if !strings.Contains(msg, `line 12: policy.rule[2] (b).action: missing: every rule needs action = "allow" or action = "deny"`) {
+		t.Errorf("the rest of the file was not validated:\n%s", msg)
+	}
+	for _, gotype := range []string{"slice", "int64", "destination", "incompatible", "[]string", "config.Duration"} {
+		if strings.Contains(msg, gotype) {
+			t.Errorf("error names the decoder's Go type %q:\n%s", gotype, msg)
+		}
+	}
+}
+
+// [[policy.rules]] for [[policy.rule]] is one clear line naming every entry, not one
+// unknown key per key of every rule.
+func TestParseMisspeltRuleTable(t *testing.T) {
+	text := minimal + `[[policy.rules]]
+name = "a"
+action = "allow"
+[[policy.rules]]
+name = "b"
+action = "deny"
+jobs = ["x"]
+[[policy.rule]]
+name = "c"
+action = "allo"
+`
+	_, err := Parse("c.toml", []byte(text))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Parse: %v", err)
+	}
+	if len(ce.Problems) != 2 {
+		t.Fatalf("want 2 problems, got %d:\n%v", len(ce.Problems), err)
+	}
+	if got, want := ce.Problems[0].String(), "line 6: policy.rules: unknown table [[policy.rules]] (did you mean [[policy.rule]]?): its 2 entries, at lines 6, 9, are ignored"; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	// The real rule keeps its own number and line.
+	if got, want := ce.Problems[1].String(), `line 15: policy.rule[1] (c).action: must be "allow" or "deny", got "allo"`; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
 

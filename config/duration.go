@@ -19,7 +19,7 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 func (d *Duration) UnmarshalTOML(v any) error {
 	s, ok := v.(string)
 	if !ok {
-		return fmt.Errorf("a duration must be a quoted string such as \"90s\" or \"30m\", got %v (%T)", v, v)
+		return fmt.Errorf("a duration must be a quoted string such as \"90s\" or \"30m\", got %s", what(v))
 	}
 	parsed, err := time.ParseDuration(s)
 	if err != nil {

@@ -3,12 +3,9 @@ package config
 import (
 	"bufio"
 	"bytes"
-	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
-
-	"github.com/BurntSushi/toml"
 )
 
 // The decoder does not expose key positions, so lines are found by reading the file the
@@ -20,15 +17,6 @@ var (
 	keyRe    = regexp.MustCompile(`^\s*([A-Za-z0-9_\-]+|"[^"]*")\s*=`)
 	indexRe  = regexp.MustCompile(`^(.*)\[(\d+)\]`)
 )
-
-// keyLine finds the line of a decoded key such as executor.shel or policy.rule.actoin.
-// Array-of-tables entries are not numbered in toml.Key, so the first match wins.
-func keyLine(data []byte, k toml.Key) int {
-	if len(k) == 0 {
-		return 0
-	}
-	return findKey(data, strings.Join(k[:len(k)-1], "."), -1, k[len(k)-1])
-}
 
 // keyLineDotted finds the line of a key as validate names it: "slack.reply" or
 // "policy.rule[2] (name).input".
@@ -86,7 +74,8 @@ func findKey(data []byte, table string, index int, leaf string) int {
 			return n
 		}
 	}
-	return 0
+	// A key the table lacks (a rule without action): the table's header.
+	return headerLine
 }
 
 func findHeader(data []byte, name string) int {
@@ -109,52 +98,6 @@ func joinKey(table, leaf string) string {
 	return table + "." + leaf
 }
 
-// suggest returns ` (did you mean "x"?)` for an unknown key close to a known one.
-func suggest(k toml.Key) string {
-	if len(k) == 0 {
-		return ""
-	}
-	leaf := strings.ToLower(k[len(k)-1])
-	best, bestDist := "", 3
-	for _, known := range knownKeys(k[:len(k)-1]) {
-		if d := editDistance(leaf, known); d < bestDist {
-			best, bestDist = known, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return ` (did you mean "` + best + `"?)`
-}
-
-// knownKeys lists the toml key names valid inside the table at path.
-func knownKeys(path toml.Key) []string {
-	t := reflect.TypeOf(Config{})
-	for _, part := range path {
-		found := false
-		for i := 0; i < t.NumField(); i++ {
-			if strings.EqualFold(t.Field(i).Tag.Get("toml"), part) {
-				t = t.Field(i).Type
-				if t.Kind() == reflect.Slice {
-					t = t.Elem()
-				}
-				found = true
-				break
-			}
-		}
-		if !found || t.Kind() != reflect.Struct {
-			return nil
-		}
-	}
-	var keys []string
-	for i := 0; i < t.NumField(); i++ {
-		if tag := t.Field(i).Tag.Get("toml"); tag != "" && tag != "-" {
-			keys = append(keys, tag)
-		}
-	}
-	return keys
-}
-
 func editDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
@@ -173,33 +116,4 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
-}
-
-// caseProblems reports keys that decoded only because BurntSushi/toml matches names
-// case-insensitively. TOML keys are case-sensitive, and an admin who wrote `Shell` should
-// learn that the documented spelling is `shell` before another tool reads the file.
-func caseProblems(data []byte, md toml.MetaData) []Problem {
-	undecoded := map[string]bool{}
-	for _, k := range md.Undecoded() {
-		undecoded[k.String()] = true
-	}
-	var ps []Problem
-	for _, k := range md.Keys() {
-		if undecoded[k.String()] {
-			continue
-		}
-		var path toml.Key
-		for _, part := range k {
-			if len(path) > 0 || part != "" {
-				path = append(path, part)
-			}
-		}
-		parent, leaf := path[:len(path)-1], path[len(path)-1]
-		for _, known := range knownKeys(parent) {
-			if leaf != known && strings.EqualFold(leaf, known) {
-				ps = append(ps, Problem{Key: k.String(), Line: keyLine(data, k), Msg: `keys are case-sensitive: write "` + known + `"`})
-			}
-		}
-	}
-	return ps
 }

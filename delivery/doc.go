@@ -1,5 +1,8 @@
 // Package delivery gets chat messages to Slack and never loses one.
 //
+// It knows nothing of how a job runs or is decided: it imports no stages and no policy, so
+// every process that holds messages (the stages, flush, try) uses it the same way.
+//
 // A chat job says three to four things over its life, from different processes: prepare
 // posts a start message, run edits it with progress, cleanup edits it to the final status
 // and posts the reply (or uploads it as a file) in its thread. Each later message needs the

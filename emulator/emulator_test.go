@@ -337,8 +337,12 @@ func TestRunCancel(t *testing.T) {
 		env         []string
 		wantSignals []string
 		wantExec    string
+		// grace replaces the fixture's graceful kill timeout: an executor that stops on
+		// SIGTERM must be given long enough to do so on a loaded machine, or it is killed
+		// too (seen under load with 300 ms).
+		grace time.Duration
 	}{
-		{name: "executor stops on SIGTERM", env: []string{"FAKE_TRAP=1"}, wantSignals: []string{"terminated"}},
+		{name: "executor stops on SIGTERM", env: []string{"FAKE_TRAP=1"}, wantSignals: []string{"terminated"}, grace: 20 * time.Second},
 		{name: "executor ignores SIGTERM", env: []string{"FAKE_RUN_MODE=ignore-term"}, wantSignals: []string{"terminated", "killed"},
 			wantExec: "unknown Custom executor executable exit code -1; executable execution terminated with: signal: killed"},
 	}
@@ -346,6 +350,9 @@ func TestRunCancel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, tc.env...)
+			if tc.grace > 0 {
+				f.runner.GracefulKillTimeout = tc.grace
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			f.runner.TraceSink = &cancelWhen{marker: "READY", cancel: cancel}
@@ -435,8 +442,11 @@ func TestRunCancelBeforeUserScript(t *testing.T) {
 
 func TestRunJobTimeout(t *testing.T) {
 	f := newFixture(t, "FAKE_TRAP=1")
+	// The timeout must fall in the user script: on a loaded machine config, prepare and
+	// the first stages can take more than a second, and a 1 s timeout then hit
+	// prepare_script instead (seen in one of six full runs).
 	res, err := f.runner.Run(context.Background(), Job{
-		Response: loadResponse(t), Timeout: time.Second,
+		Response: loadResponse(t), Timeout: 5 * time.Second,
 		Script: []string{"sleep 30"}, AfterScript: []string{"echo after"},
 	})
 	if err != nil {
@@ -446,7 +456,7 @@ func TestRunJobTimeout(t *testing.T) {
 	if got := stages(res.Calls); !slices.Equal(got, want) {
 		t.Errorf("calls = %q, want %q", got, want)
 	}
-	if res.FailureReason != JobExecutionTimeout || res.Err == nil || res.Err.Error() != "execution took longer than 1s seconds" {
+	if res.FailureReason != JobExecutionTimeout || res.Err == nil || res.Err.Error() != "execution took longer than 5s seconds" {
 		t.Errorf("reason %q err %v", res.FailureReason, res.Err)
 	}
 	if !bytes.Contains(res.RawTrace, []byte("step_script could not run to completion because the timeout was exceeded")) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -22,15 +21,14 @@ import (
 // Safe to run at any time and several at once: a job is delivered by one process at a time
 // and each message at most once (see package delivery).
 func runFlush(ctx context.Context, a *app, args []string) error {
-	flags := flag.NewFlagSet("flush", flag.ContinueOnError)
-	flags.SetOutput(io.Discard)
-	job := flags.String("job", "", "only this job `ID`")
-	budget := flags.Duration("budget", 30*time.Second, "time to spend retrying each job")
+	flags := a.newFlags("flush")
+	job := flags.String("job", "", "only the messages of the job with this `ID`")
+	budget := flags.Duration("budget", 30*time.Second, "how long to retry each job (a `DURATION`, e.g. 2m) before leaving it to the next flush")
 	status := flags.Bool("status", false, "only list what is waiting; send nothing")
 	retryFailed := flags.Bool("retry-failed", false, "send failed, expired and unknown-outcome messages again (unknown ones may then appear twice)")
 	discard := flags.Bool("discard", false, "delete the --job's messages from the outbox, delivered or not")
-	if err := flags.Parse(args); err != nil {
-		return usagef("flush: %v", err)
+	if err := a.parseFlags(flags, args); err != nil {
+		return err
 	}
 	if flags.NArg() > 0 {
 		return usagef("flush takes no arguments, got %q", flags.Args())
@@ -53,6 +51,13 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 	var poster delivery.Poster
 	token, err := cfg.SlackToken(a.getenv)
 	if err != nil {
+		// A host not set up yet (no token file) runs the flush timer too: with nothing to
+		// deliver, that is no failure.
+		if reps, serr := delivery.Open(cfg.Executor.StateDir, nil, delivery.Options{Budget: *budget}).Status(); serr == nil &&
+			len(flushFilterJobs(reps, jobs)) == 0 && !*discard {
+			fmt.Fprintln(a.stdout, "outbox is empty")
+			return nil
+		}
 		return fmt.Errorf("flush: slack token: %w", err)
 	}
 	if token != "" {

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/chatops-executor/chatops-executor/delivery"
 )
 
 func TestFlushCommand(t *testing.T) {
@@ -27,6 +29,24 @@ func TestFlushCommand(t *testing.T) {
 		if code, stdout, stderr := runCmd(t, e, "--config", cfg, "flush"); code != 0 {
 			t.Errorf("empty outbox: exit %d\n%s%s", code, stdout, stderr)
 		}
+	}
+	// A host whose token file is not written yet: nothing to deliver is no failure (the
+	// package's timer runs flush from the start).
+	noToken := writeFile(t, dir, "notoken.toml", "[executor]\nbuilds_dir = \""+dir+"/builds\"\ncache_dir = \""+dir+"/cache\"\nstate_dir = \""+dir+"/state\"\n[slack]\ntoken_file = \""+dir+"/slack-token\"\n", 0o600)
+	if code, stdout, stderr := runCmd(t, env{}, "--config", noToken, "flush"); code != 0 || !strings.Contains(stdout, "outbox is empty") {
+		t.Errorf("no token file, empty outbox: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// …but with a reply waiting, the missing token is the failure it is.
+	j, err := delivery.Open(dir+"/state", nil, delivery.Options{}).Job("77")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Enqueue(delivery.Message{Kind: delivery.KindPost, Channel: "C1", Text: "waiting"}); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	if code, _, stderr := runCmd(t, env{}, "--config", noToken, "flush"); code != 1 || !strings.Contains(stderr, "flush: slack token: secret file "+dir+"/slack-token") {
+		t.Errorf("no token file, a reply waiting: exit %d %q", code, stderr)
 	}
 	if code, _, stderr := runCmd(t, env{}, "--config", dir+"/missing.toml", "flush"); code != 1 || !strings.Contains(stderr, "no such file") {
 		t.Errorf("missing config: exit %d %q", code, stderr)

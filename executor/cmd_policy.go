@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -12,15 +11,6 @@ import (
 	"github.com/chatops-executor/chatops-executor/gitlab"
 	"github.com/chatops-executor/chatops-executor/policy"
 )
-
-const policyUsage = `usage: chatops-executor [--config FILE] policy explain --job NAME [--project PATH]
-           [--user NAME|ID] [--channel ID] [--chat-user ID] [--input TEXT]
-
-Prints which [[policy.rule]] decides a chat job with these details, and why the rules
-before it did not, without running anything. The user counts as verified. Group and
-access-level conditions are asked of GitLab when gitlab.token_file is set; otherwise they
-are treated as not holding. Exit status: 0 allow, 1 deny, 2 usage or config error.
-`
 
 // runPolicy implements `policy explain`, the admin's dry run of a policy before deploying
 // it. It evaluates with the same code as prepare (policy.Engine.Explain), so the answer
@@ -33,27 +23,21 @@ func runPolicy(ctx context.Context, a *app, args []string) error {
 	switch args[0] {
 	case "explain":
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(a.stdout, policyUsage)
-		return nil
+		args = []string{"explain", "--help"}
 	default:
 		return usagef("unknown policy subcommand %q (the one there is: explain)", args[0])
 	}
-	fs := flag.NewFlagSet("policy explain", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := a.newFlags("policy explain")
 	var in policy.Input
 	var user string
-	fs.StringVar(&in.Job, "job", "", "job name")
-	fs.StringVar(&in.Project, "project", "", "project full path")
-	fs.StringVar(&user, "user", "", "GitLab username or numeric id")
-	fs.StringVar(&in.Channel, "channel", "", "chat channel id")
-	fs.StringVar(&in.ChatUser, "chat-user", "", "chat user id")
-	fs.StringVar(&in.ChatInput, "input", "", "CHAT_INPUT")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(a.stdout, policyUsage)
-			return nil
-		}
-		return usagef("policy explain: %v", err)
+	fs.StringVar(&in.Job, "job", "", "the job's `NAME` (required)")
+	fs.StringVar(&in.Project, "project", "", "the project's full `PATH`, e.g. ops/infra")
+	fs.StringVar(&user, "user", "", "the GitLab user: a `NAME` or numeric id (counts as verified)")
+	fs.StringVar(&in.Channel, "channel", "", "CHAT_CHANNEL: the Slack channel `ID`")
+	fs.StringVar(&in.ChatUser, "chat-user", "", "CHAT_USER_ID: the requester's Slack `ID`")
+	fs.StringVar(&in.ChatInput, "input", "", "CHAT_INPUT: the `TEXT` after the job name")
+	if err := a.parseFlags(fs, args[1:]); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("policy explain takes only flags, got %q (quote a multi-word --input)", fs.Args())

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"runtime"
@@ -39,6 +37,9 @@ func (a *app) loadConfig() (*config.Config, error) {
 	return cfg, nil
 }
 
+// The policy engine is what prepare consults; policy itself knows nothing of the stages.
+var _ stages.Decider = (*policy.Engine)(nil)
+
 func (a *app) stages() (*stages.Stages, error) {
 	cfg, err := a.loadConfig()
 	if err != nil {
@@ -53,15 +54,20 @@ func (a *app) stages() (*stages.Stages, error) {
 	}, nil
 }
 
-func noArgs(cmd string, args []string) error {
-	if len(args) > 0 {
-		return usagef("%s takes no arguments, got %q", cmd, args)
+// noArgs parses the flags of a command that takes no arguments (only --config and --help).
+func (a *app) noArgs(cmd string, args []string) error {
+	fs := a.newFlags(cmd)
+	if err := a.parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("%s takes no arguments, got %q", cmd, fs.Args())
 	}
 	return nil
 }
 
 func runConfig(ctx context.Context, a *app, args []string) error {
-	if err := noArgs("config", args); err != nil {
+	if err := a.noArgs("config", args); err != nil {
 		return err
 	}
 	s, err := a.stages()
@@ -72,7 +78,7 @@ func runConfig(ctx context.Context, a *app, args []string) error {
 }
 
 func runPrepare(ctx context.Context, a *app, args []string) error {
-	if err := noArgs("prepare", args); err != nil {
+	if err := a.noArgs("prepare", args); err != nil {
 		return err
 	}
 	s, err := a.stages()
@@ -91,7 +97,11 @@ func runPrepare(ctx context.Context, a *app, args []string) error {
 }
 
 func runRun(ctx context.Context, a *app, args []string) error {
-	if len(args) != 2 {
+	fs := a.newFlags("run")
+	if err := a.parseFlags(fs, args); err != nil {
+		return err
+	}
+	if args = fs.Args(); len(args) != 2 {
 		return usagef("run takes SCRIPT_PATH STAGE_NAME, got %d arguments", len(args))
 	}
 	// Catch the runner's SIGTERM before anything else, so that no window exists in which it
@@ -108,7 +118,7 @@ func runRun(ctx context.Context, a *app, args []string) error {
 }
 
 func runCleanup(ctx context.Context, a *app, args []string) error {
-	if err := noArgs("cleanup", args); err != nil {
+	if err := a.noArgs("cleanup", args); err != nil {
 		return err
 	}
 	s, err := a.stages()
@@ -118,43 +128,11 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 	return s.Cleanup(ctx)
 }
 
-// runCheck validates the config file and the machine it describes, printing every problem
-// with its key and line. Exit 0 when the executor can run (warnings allowed), 1 otherwise.
-func runCheck(_ context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	host := config.ThisHost()
-	fs.StringVar(&host.RunnerConfig, "runner-config", config.DefaultRunnerConfig,
-		"gitlab-runner's config.toml, whose concurrent job_uids must cover")
-	if err := fs.Parse(args); err != nil {
-		return usagef("check: %v", err)
-	}
-	if err := noArgs("check", fs.Args()); err != nil {
-		return err
-	}
-	path := config.Resolve(a.configFlag, a.getenv)
-	cfg, err := config.Load(path)
-	if err != nil {
-		fmt.Fprintf(a.stderr, "%s: %v\n", name, err)
-		return &exitError{code: exitFailure}
-	}
-	problems := append(cfg.CheckHost(a.getenv, host), cfg.Locate(policy.Validate(cfg))...)
-	failed := false
-	for _, p := range problems {
-		fmt.Fprintf(a.stderr, "%s: config %s: %s\n", name, path, p)
-		failed = failed || !p.Warning
-	}
-	if failed {
-		return &exitError{code: exitFailure}
-	}
-	fmt.Fprintf(a.stdout, "%s: config %s is valid\n", name, path)
-	return nil
-}
-
 func runVersion(_ context.Context, a *app, args []string) error {
-	if err := noArgs("version", args); err != nil {
+	if err := a.noArgs("version", args); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "%s %s (%s %s/%s)\n", name, a.version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	c, d := buildCommit()
+	fmt.Fprintf(a.stdout, "%s %s (commit %s, built %s, %s %s/%s)\n", name, a.version, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }

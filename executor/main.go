@@ -25,9 +25,10 @@ import (
 	"github.com/chatops-executor/chatops-executor/failure"
 )
 
-// version is set at build time with -ldflags "-X main.version=…"; otherwise it comes from
-// the module's build info.
-var version = ""
+// version, commit and date are set at build time (make build, make dist) with
+// -ldflags "-X main.version=… -X main.commit=… -X main.date=…"; otherwise the version and
+// commit come from the module's build info.
+var version, commit, date = "", "", ""
 
 const name = "chatops-executor"
 
@@ -106,6 +107,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&a.configFlag, "config", "", "config file")
+	showVersion := fs.Bool("version", false, "print the version")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(stdout)
@@ -114,13 +116,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		return a.fail(nil, usagef("%v", err))
 	}
 	rest := fs.Args()
+	if *showVersion {
+		return a.fail(nil, runVersion(context.Background(), a, rest))
+	}
 	if len(rest) == 0 {
 		printUsage(stderr)
 		return exitUsage
 	}
 	if rest[0] == "help" {
-		printUsage(stdout)
-		return 0
+		if len(rest) == 1 {
+			printUsage(stdout)
+			return 0
+		}
+		// help COMMAND is COMMAND --help.
+		rest = []string{rest[1], "--help"}
 	}
 	for _, c := range commands() {
 		if c.name != rest[0] {
@@ -142,6 +151,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 // fail prints err in the one style and returns the exit code for it.
 func (a *app) fail(c *command, err error) int {
 	if err == nil {
+		return 0
+	}
+	if errors.Is(err, errHelpShown) {
 		return 0
 	}
 	var ee *exitError
@@ -188,10 +200,35 @@ func buildVersion() string {
 	return "dev"
 }
 
+// buildCommit returns the commit and date the binary was built from: the ldflags' when
+// set, else the VCS stamp go build records, else "unknown".
+func buildCommit() (string, string) {
+	c, d := commit, date
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			switch {
+			case s.Key == "vcs.revision" && c == "":
+				c = s.Value
+			case s.Key == "vcs.time" && d == "":
+				d = s.Value
+			}
+		}
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	if d == "" {
+		d = "unknown"
+	}
+	return c, d
+}
+
 func printUsage(w io.Writer) {
-	fmt.Fprintf(w, "usage: %s [--config FILE] COMMAND [ARGS]\n\ncommands:\n", name)
+	fmt.Fprintf(w, "usage: %s [--config FILE] COMMAND [ARGS]\n       %s --version\n\ncommands:\n", name, name)
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\n--config defaults to $CHATOPS_EXECUTOR_CONFIG, then /etc/chatops-executor/config.toml.\n")
+	fmt.Fprintf(w, "\n--config defaults to $CHATOPS_EXECUTOR_CONFIG, then /etc/chatops-executor/config.toml;\n")
+	fmt.Fprintf(w, "it may also follow the command. '%s COMMAND --help' (or '%s help COMMAND')\n", name, name)
+	fmt.Fprintf(w, "prints a command's flags.\n")
 }

@@ -29,12 +29,17 @@ func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string
 	return p
 }
 
-func validConfig(t *testing.T, dir string) string {
-	runAs := ""
+// asRoot is the [executor] line of tests that are not about isolation: as root, jobs run
+// as root only when the config says so.
+func asRoot() string {
 	if os.Geteuid() == 0 {
-		// Exit codes, not isolation, are under test here: run as root, which must be explicit.
-		runAs = "run_as = \"root\"\n"
+		return "run_as = \"root\"\n"
 	}
+	return ""
+}
+
+func validConfig(t *testing.T, dir string) string {
+	runAs := asRoot()
 	return writeFile(t, dir, "config.toml", "[executor]\nbuilds_dir = \""+dir+"/builds\"\ncache_dir = \""+dir+"/cache\"\nstate_dir = \""+dir+"/state\"\n"+runAs+"[policy]\ndefault = \"allow\"\n", 0o600)
 }
 

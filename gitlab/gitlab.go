@@ -257,7 +257,7 @@ func (c *Client) get(ctx context.Context, path, header, token string, out any, n
 			}
 		}
 	}()
-	if token == "" {
+	if token == "" && header != "" {
 		return apiErr(0, nil, "no token configured: set gitlab.token_file to a file holding a read_api token")
 	}
 	rel, err := url.Parse(path)
@@ -272,7 +272,9 @@ func (c *Client) get(ctx context.Context, path, header, token string, out any, n
 	if err != nil {
 		return apiErr(0, err, "%v", err)
 	}
-	req.Header.Set(header, token)
+	if header != "" { // "" asks without a token (GET /api/v4/version by check --online)
+		req.Header.Set(header, token)
+	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "chatops-executor")
 	resp, err := c.http.Do(req)
@@ -296,6 +298,8 @@ func (c *Client) get(ctx context.Context, path, header, token string, out any, n
 		return apiErr(s, nil, "GitLab answered %s, redirecting to %q; redirects are not followed (they would carry the token): set gitlab.url to the address GitLab really serves", resp.Status, redactURL(resp.Header.Get("Location")))
 	case s == http.StatusUnauthorized && header == "JOB-TOKEN":
 		return apiErr(s, nil, "GitLab rejected the job token (%s): the job may have finished already, or gitlab.url is not the GitLab that sent this job%s", resp.Status, message(resp.Status, body))
+	case s == http.StatusUnauthorized && header == "":
+		return apiErr(s, nil, "GitLab answered %s: it wants a token for this%s", resp.Status, message(resp.Status, body))
 	case s == http.StatusUnauthorized:
 		return apiErr(s, nil, "GitLab rejected the token in gitlab.token_file (%s): it may be expired or revoked%s", resp.Status, message(resp.Status, body))
 	case s == http.StatusForbidden:

@@ -403,6 +403,9 @@ func TestAuditPathDefault(t *testing.T) {
 func TestConcurrentDecisions(t *testing.T) {
 	w := newWorld(t, deployers, versioned)
 	w.gitlab.Jobs[jobToken] = chatJob(alice)
+	// 50 decisions at once under -race on a loaded machine can take longer than the
+	// 300 ms the other tests give GitLab; a timeout here would be a deny, and a flaky test.
+	w.cfg.GitLab.Timeout = config.Duration(30 * time.Second)
 	e := w.engine(t)
 	var wg sync.WaitGroup
 	start := make(chan struct{})

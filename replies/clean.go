@@ -3,6 +3,7 @@ package replies
 import (
 	"bytes"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -42,6 +43,10 @@ type CleanOptions struct {
 	// behind the one the caller runs on raw output, for secrets that only
 	// appear once escapes and redraws are gone.
 	Secrets Secrets
+	// DropFirstLine drops everything up to and including the first "\n" of
+	// the raw input, as GitLab's Gitlab::Chat::Output#without_executed_command_line
+	// does to the chat_reply section: the rest of the start marker's line.
+	DropFirstLine bool
 }
 
 // Cleaner turns raw job output into reply text, streaming: runner
@@ -57,18 +62,25 @@ type CleanOptions struct {
 // secret. An over-long line is split, never buffered whole. A Cleaner is
 // not safe for concurrent use.
 type Cleaner struct {
-	opts   CleanOptions
-	ts     tsStripper
-	scan   markerScanner
-	term   term
-	red    *Redactor
-	esc    slackEscaper
-	lbuf   []byte // the line being written, with its separator
-	fix    []byte // a line with invalid UTF-8 replaced
-	began  bool   // a line has been written
-	blanks int    // blank lines not yet written: only between text
-	err    error
-	closed bool
+	opts  CleanOptions
+	ts    tsStripper
+	scan  markerScanner
+	term  term
+	red   *Redactor
+	split lineSplitter
+	esc   slackEscaper
+	open  []string // sections started and not yet ended, outermost first
+	// dropRest: the split line being written is the runner's build_script
+	// warning, dropped whole.
+	dropRest bool
+	lbuf     []byte // the line being written, with its separator
+	fix      []byte // a line with invalid UTF-8 replaced
+	began    bool   // a line has been written
+	cont     bool   // the line being written was split: more of it follows
+	blanks   int    // blank lines not yet written: only between text
+	skip     bool   // DropFirstLine: still inside the first raw line
+	err      error
+	closed   bool
 }
 
 // NewCleaner returns a Cleaner writing reply text to w. Close it to flush.
@@ -77,13 +89,16 @@ func NewCleaner(w io.Writer, opts CleanOptions) *Cleaner {
 		opts.MaxLineBytes = DefaultMaxLineBytes
 	}
 	opts.MaxLineBytes = max(opts.MaxLineBytes, minMaxLineBytes)
-	c := &Cleaner{opts: opts}
+	c := &Cleaner{opts: opts, skip: opts.DropFirstLine}
 	c.esc.w = w
-	if opts.Plain {
-		c.red = NewRedactor(w, opts.Secrets)
-	} else {
-		c.red = NewRedactor(&c.esc, opts.Secrets)
+	// A long line is split after masking, never before: a secret across the
+	// split would otherwise reach chat in two unmasked halves.
+	c.split.max = opts.MaxLineBytes
+	c.split.w = w
+	if !opts.Plain {
+		c.split.w = &c.esc
 	}
+	c.red = NewRedactor(&c.split, opts.Secrets)
 	c.term.c = c
 	c.scan.sink = (*cleanSink)(c)
 	c.ts.next = &c.scan
@@ -107,6 +122,16 @@ func CleanString(s string, opts CleanOptions) string {
 	return b.String()
 }
 
+// CleanCutString cleans s, the first bytes of output that went on (a line cut
+// to a bound before it was cleaned), with Cleaner.CloseCut.
+func CleanCutString(s string, opts CleanOptions) string {
+	var b strings.Builder
+	c := NewCleaner(&b, opts)
+	_, _ = c.Write([]byte(s))
+	_ = c.CloseCut()
+	return strings.TrimRight(b.String(), " \t")
+}
+
 // Write cleans p. It returns an error only when the destination failed.
 func (c *Cleaner) Write(p []byte) (int, error) {
 	if c.err != nil {
@@ -115,17 +140,33 @@ func (c *Cleaner) Write(p []byte) (int, error) {
 	if c.closed {
 		return 0, io.ErrClosedPipe
 	}
+	n := len(p)
+	if c.skip {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			return n, nil
+		}
+		c.skip, p = false, p[i+1:]
+	}
 	c.ts.write(p)
 	if c.err != nil {
 		return 0, c.err
 	}
-	return len(p), nil
+	return n, nil
 }
 
 // Close flushes what the Cleaner holds (an unterminated last line included)
 // and returns the first destination error. It does not close the
 // destination.
-func (c *Cleaner) Close() error {
+func (c *Cleaner) Close() error { return c.close(false) }
+
+// CloseCut is Close for input that was cut short (the first bytes of a long
+// line): what may be the first part of a secret whose rest was cut off is
+// dropped, not written (Redactor.CloseCut). Mask first, then cut: a cut
+// never lets part of a secret through.
+func (c *Cleaner) CloseCut() error { return c.close(true) }
+
+func (c *Cleaner) close(cut bool) error {
 	if c.closed {
 		return c.err
 	}
@@ -133,17 +174,54 @@ func (c *Cleaner) Close() error {
 	c.ts.flush()
 	c.scan.flush()
 	c.term.finish()
-	if err := c.red.Close(); err != nil && c.err == nil {
+	closeRed := c.red.Close
+	if cut {
+		closeRed = c.red.CloseCut
+	}
+	if err := closeRed(); err != nil && c.err == nil {
 		c.err = err
 	}
 	return c.err
 }
 
-// emitLine receives one finished line of visible text.
-func (c *Cleaner) emitLine(vis []byte) {
+// emitPart receives the first MaxLineBytes of a line that goes on: it is
+// written without a line break after it, so the Redactor sees the whole line.
+func (c *Cleaner) emitPart(vis []byte) {
 	if c.err != nil {
 		return
 	}
+	vis = c.validUTF8(vis)
+	if !c.cont {
+		if bytes.HasPrefix(vis, []byte(buildScriptWarning)) {
+			// Drop the rest of the line too.
+			c.cont, c.dropRest = true, true
+			return
+		}
+		c.lbuf = c.separator(c.lbuf[:0])
+	} else {
+		c.lbuf = c.lbuf[:0]
+	}
+	c.cont = true
+	if c.dropRest {
+		return
+	}
+	c.lbuf = append(c.lbuf, vis...)
+	c.write(c.lbuf)
+}
+
+// separator appends the line breaks that go before a new non-blank line.
+func (c *Cleaner) separator(b []byte) []byte {
+	if c.began {
+		for i := 0; i <= c.blanks; i++ {
+			b = append(b, '\n')
+		}
+	}
+	c.blanks = 0
+	c.began = true
+	return b
+}
+
+func (c *Cleaner) validUTF8(vis []byte) []byte {
 	if !utf8.Valid(vis) {
 		b := c.fix[:0]
 		for len(vis) > 0 {
@@ -157,6 +235,26 @@ func (c *Cleaner) emitLine(vis []byte) {
 		}
 		c.fix, vis = b, b
 	}
+	return vis
+}
+
+// emitLine receives one finished line of visible text (the end of it, when
+// emitPart had its start).
+func (c *Cleaner) emitLine(vis []byte) {
+	if c.err != nil {
+		return
+	}
+	if c.cont {
+		c.cont = false
+		if c.dropRest {
+			c.dropRest = false
+			return
+		}
+		vis = bytes.TrimRight(c.validUTF8(vis), " \t")
+		c.write(vis)
+		return
+	}
+	vis = c.validUTF8(vis)
 	if bytes.HasPrefix(vis, []byte(buildScriptWarning)) {
 		return
 	}
@@ -167,16 +265,74 @@ func (c *Cleaner) emitLine(vis []byte) {
 		}
 		return
 	}
-	b := c.lbuf[:0]
-	if c.began {
-		for i := 0; i <= c.blanks; i++ {
-			b = append(b, '\n')
-		}
-	}
-	c.blanks = 0
-	c.began = true
-	c.lbuf = append(b, vis...)
+	c.lbuf = append(c.separator(c.lbuf[:0]), vis...)
 	c.write(c.lbuf)
+}
+
+// lineSplitter breaks lines longer than max bytes at the last rune boundary
+// before max. It runs behind the Redactor, so it only ever cuts masked text.
+type lineSplitter struct {
+	w   io.Writer
+	max int
+	n   int // bytes since the last '\n'
+	buf []byte
+}
+
+func (s *lineSplitter) Write(p []byte) (int, error) {
+	// Most writes need no break: follow the line lengths from newline to newline, and
+	// only go byte by byte when a line is too long.
+	n, rest := s.n, p
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			n += len(rest)
+			break
+		}
+		if n+i > s.max {
+			n = s.max + 1
+			break
+		}
+		n, rest = 0, rest[i+1:]
+	}
+	if n <= s.max {
+		s.n = n
+		return s.w.Write(p)
+	}
+	b := s.buf[:0]
+	for _, c := range p {
+		switch {
+		case c == '\n':
+			s.n = 0
+		case s.n > 0 && s.n+runeLen(c) > s.max:
+			b = append(b, '\n')
+			s.n = 1
+		default:
+			s.n++
+		}
+		b = append(b, c)
+	}
+	s.buf = b[:0]
+	if _, err := s.w.Write(b); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// runeLen is the length of the UTF-8 sequence c starts (0 for a continuation
+// byte); the Cleaner's text is valid UTF-8.
+func runeLen(c byte) int {
+	switch {
+	case c < 0x80:
+		return 1
+	case c < 0xc0:
+		return 0
+	case c < 0xe0:
+		return 2
+	case c < 0xf0:
+		return 3
+	default:
+		return 4
+	}
 }
 
 func (c *Cleaner) write(b []byte) {
@@ -190,13 +346,31 @@ type cleanSink Cleaner
 
 func (s *cleanSink) content(p []byte) { s.term.write(p) }
 
+// marker ends the line at a section marker, as GitLab's log view does
+// (Gitlab::Ci::Ansi2json: "Hello" + section_start + "world!" is two lines):
+// every start marker, and the end marker of a section that is open; an end
+// marker of a section that never started is ignored there, so it does not
+// break the line here either.
 func (s *cleanSink) marker(start bool, name, _ []byte) {
 	t := &s.term
+	if start {
+		if len(s.open) < maxOpenSections {
+			s.open = append(s.open, string(name))
+		}
+		t.breakLine()
+	} else if i := slices.Index(s.open, string(name)); i >= 0 {
+		s.open = s.open[:i]
+		t.breakLine()
+	}
 	t.marked = true
 	if s.opts.DropCommands && isStepSection(name) {
 		t.dropSection = start
 	}
 }
+
+// maxOpenSections bounds the sections the Cleaner remembers as open; a job
+// that opens more only loses line breaks at the surplus end markers.
+const maxOpenSections = 64
 
 // isStepSection matches the sections the runner wraps a multi-line command
 // echo in (shells/abstract.go writeMultilineCommand: "section_" + prefix +
@@ -204,350 +378,6 @@ func (s *cleanSink) marker(start bool, name, _ []byte) {
 func isStepSection(name []byte) bool {
 	return bytes.HasPrefix(name, []byte("section_script_step_")) ||
 		bytes.HasPrefix(name, []byte("section_after_script_step_"))
-}
-
-// tsStripper removes the runner's timestamp headers
-// (common/buildlogger/internal/timestamper: "2006-01-02T15:04:05.000000Z "
-// then two hex digits of stream number, 'O' or 'E', and ' ' or '+'), found
-// at line starts when FF_USE_TIMESTAMPS is on. A '+' header continues the
-// previous line: the timestamper ended it early (at a `\r` or 8 KiB), so
-// the newline before it is dropped. The run stage sees the script's bytes
-// before the runner adds headers; they appear only in job-log text.
-type tsStripper struct {
-	next      *markerScanner
-	hdr       [tsLen]byte
-	n         int
-	atStart   bool
-	nlPending bool
-}
-
-const tsLen = 32
-
-func tsByteOK(i int, c byte) bool {
-	switch i {
-	case 4, 7:
-		return c == '-'
-	case 5:
-		return c == '0' || c == '1'
-	case 8:
-		return c >= '0' && c <= '3'
-	case 10:
-		return c == 'T'
-	case 11:
-		return c >= '0' && c <= '2'
-	case 13, 16:
-		return c == ':'
-	case 14, 17:
-		return c >= '0' && c <= '5'
-	case 19:
-		return c == '.'
-	case 26:
-		return c == 'Z'
-	case 27:
-		return c == ' '
-	case 28, 29:
-		return isDigit(c) || c >= 'a' && c <= 'f'
-	case 30:
-		return c == 'O' || c == 'E'
-	case 31:
-		return c == ' ' || c == '+'
-	default:
-		return isDigit(c)
-	}
-}
-
-var (
-	newline = []byte{'\n'}
-	tab     = []byte{'\t'}
-)
-
-func (t *tsStripper) write(p []byte) {
-	for len(p) > 0 {
-		if t.atStart {
-			c := p[0]
-			if tsByteOK(t.n, c) {
-				t.hdr[t.n] = c
-				t.n++
-				p = p[1:]
-				if t.n == tsLen {
-					if t.nlPending && c != '+' {
-						t.next.write(newline)
-					}
-					t.nlPending, t.n, t.atStart = false, 0, false
-				}
-				continue
-			}
-			t.release()
-			continue
-		}
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			t.next.write(p)
-			return
-		}
-		t.next.write(p[:i])
-		t.nlPending, t.atStart = true, true
-		p = p[i+1:]
-	}
-}
-
-// release gives up on a header: the pending newline and the bytes that
-// looked like a header are ordinary output.
-func (t *tsStripper) release() {
-	if t.nlPending {
-		t.next.write(newline)
-	}
-	if t.n > 0 {
-		t.next.write(t.hdr[:t.n])
-	}
-	t.nlPending, t.n, t.atStart = false, 0, false
-}
-
-func (t *tsStripper) flush() {
-	if t.atStart {
-		t.release()
-	}
-}
-
-// Terminal-model states.
-const (
-	tGround = iota
-	tEsc
-	tEscInter
-	tCSI
-	tOSC
-	tOSCEsc
-)
-
-// term models one terminal line well enough to know what it finally showed:
-// escape sequences are parsed and dropped (CSI, OSC incl. OSC-8 hyperlinks
-// ended by BEL or ESC \, DCS/SOS/PM/APC strings, two-byte sequences such as
-// ESC 7 / ESC 8, charset designations), `\r` starts a redraw, an erase-line
-// after `\r` blanks the line, backspace removes a rune. It works on bytes in
-// any chunking because it is a state machine; a newline always ends an
-// escape, so a stray ESC never swallows more than its line.
-type term struct {
-	c           *Cleaner
-	st          uint8
-	param       [4]byte
-	paramN      int
-	seg         []byte // visible text since the last \r
-	last        []byte // the last non-empty redraw before seg
-	head        [len(echoPrefix)]byte
-	headN       int
-	raw         bool // the line has bytes other than markers
-	marked      bool // the line had a section marker
-	dropLine    bool // the line is an echoed command
-	dropSection bool // inside a script_step section
-}
-
-func (t *term) write(p []byte) {
-	if t.dropSection {
-		return
-	}
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			t.line(p)
-			return
-		}
-		t.line(p[:i])
-		t.newline()
-		p = p[i+1:]
-	}
-}
-
-// line handles bytes of the current line (no '\n').
-func (t *term) line(p []byte) {
-	if len(p) == 0 {
-		return
-	}
-	t.raw = true
-	if t.headN < len(t.head) {
-		n := copy(t.head[t.headN:], p)
-		t.headN += n
-		if t.headN == len(t.head) && t.c.opts.DropCommands && string(t.head[:]) == echoPrefix {
-			t.dropLine = true
-		}
-	}
-	for i := 0; i < len(p); {
-		c := p[i]
-		switch t.st {
-		case tGround:
-			j := i
-			for j < len(p) && p[j] >= 0x20 && p[j] != 0x7f {
-				j++
-			}
-			if j > i {
-				t.visible(p[i:j])
-				i = j
-				continue
-			}
-			t.control(c)
-		case tEsc:
-			switch {
-			case c == '[':
-				t.st, t.paramN = tCSI, 0
-			case c == ']', c == 'P', c == 'X', c == '^', c == '_':
-				t.st = tOSC
-			case c >= 0x20 && c <= 0x2f:
-				t.st = tEscInter
-			case c >= 0x30 && c <= 0x7e:
-				t.st = tGround
-			case c == 0x1b:
-			case c < 0x20:
-				t.control(c)
-			default:
-				t.st = tGround
-				continue // reprocess as text
-			}
-		case tEscInter:
-			switch {
-			case c >= 0x20 && c <= 0x2f:
-			case c >= 0x30 && c <= 0x7e:
-				t.st = tGround
-			case c < 0x20:
-				t.control(c)
-			default:
-				t.st = tGround
-				continue
-			}
-		case tCSI:
-			switch {
-			case c >= 0x30 && c <= 0x3f:
-				if t.paramN < len(t.param) {
-					t.param[t.paramN] = c
-				}
-				t.paramN++
-			case c >= 0x20 && c <= 0x2f:
-			case c >= 0x40 && c <= 0x7e:
-				t.st = tGround
-				if c == 'K' {
-					t.eraseLine()
-				}
-			case c < 0x20:
-				t.control(c)
-			default:
-				t.st = tGround
-				continue
-			}
-		case tOSC:
-			switch c {
-			case 0x07:
-				t.st = tGround
-			case 0x1b:
-				t.st = tOSCEsc
-			}
-		case tOSCEsc:
-			if c == '\\' {
-				t.st = tGround
-			} else {
-				t.st = tEsc
-				continue
-			}
-		}
-		i++
-	}
-}
-
-// control handles a C0 control byte other than '\n'. Inside CSI and escape
-// sequences these execute without ending the sequence, as on a VT100.
-func (t *term) control(c byte) {
-	switch c {
-	case 0x1b:
-		t.st = tEsc
-	case '\r':
-		if len(t.seg) > 0 {
-			t.last, t.seg = t.seg, t.last[:0]
-		}
-	case '\b':
-		if len(t.seg) > 0 {
-			_, n := utf8.DecodeLastRune(t.seg)
-			t.seg = t.seg[:len(t.seg)-n]
-		}
-	case '\t':
-		t.visible(tab)
-	}
-	// Other controls (BEL, NUL, DEL...) show nothing.
-}
-
-func (t *term) eraseLine() {
-	p := string(t.param[:min(t.paramN, len(t.param))])
-	switch p {
-	case "", "0":
-		// Erase to the end of the line: after a \r the cursor is at the
-		// start, so the whole line goes; after text, nothing follows it.
-		if len(t.seg) == 0 {
-			t.last = t.last[:0]
-		}
-	case "1", "2":
-		t.seg, t.last = t.seg[:0], t.last[:0]
-	}
-}
-
-func (t *term) visible(b []byte) {
-	max := t.c.opts.MaxLineBytes
-	for len(b) > 0 {
-		room := max - len(t.seg)
-		if room >= len(b) {
-			t.seg = append(t.seg, b...)
-			return
-		}
-		t.seg = append(t.seg, b[:room]...)
-		b = b[room:]
-		t.split()
-	}
-}
-
-// split emits a full segment as a line of its own, cutting at a rune
-// boundary, and keeps the rest.
-func (t *term) split() {
-	cut := len(t.seg)
-	// Back off an incomplete UTF-8 sequence at the end.
-	for k := 1; k <= utf8.UTFMax-1 && k <= len(t.seg); k++ {
-		c := t.seg[len(t.seg)-k]
-		if c < 0x80 {
-			break
-		}
-		if utf8.RuneStart(c) {
-			if !utf8.FullRune(t.seg[len(t.seg)-k:]) {
-				cut = len(t.seg) - k
-			}
-			break
-		}
-	}
-	if !t.dropLine {
-		t.c.emitLine(t.seg[:cut])
-	}
-	n := copy(t.seg, t.seg[cut:])
-	t.seg = t.seg[:n]
-	t.last = t.last[:0]
-}
-
-func (t *term) newline() {
-	t.st = tGround
-	if !t.dropLine && (t.raw || !t.marked) {
-		out := t.seg
-		if len(out) == 0 {
-			out = t.last
-		}
-		t.c.emitLine(out)
-	}
-	t.reset()
-}
-
-func (t *term) reset() {
-	t.st, t.headN = tGround, 0
-	t.seg, t.last = t.seg[:0], t.last[:0]
-	t.raw, t.marked, t.dropLine = false, false, false
-}
-
-// finish ends an unterminated last line.
-func (t *term) finish() {
-	if t.raw {
-		t.newline()
-	}
-	t.reset()
 }
 
 // slackEscaper escapes the three characters Slack's message format

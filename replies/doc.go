@@ -16,10 +16,12 @@
 // follow GitLab's build_trace_section_regex exactly and, as in GitLab, may
 // appear anywhere in a line.
 //
-// At cleanup the chosen bytes go through a Cleaner (markers, timestamps,
-// ANSI escapes, `\r` redraws, the runner's echoed commands, invalid UTF-8,
-// secrets, Slack escaping), and HeadTail/LastLines cut previews from the
-// cleaned text. A Redactor masks secrets as bytes stream past; put one in
+// At cleanup the chosen bytes go through a Cleaner (the chat_reply section's
+// first line, as GitLab drops it; markers, which break lines as in GitLab's
+// log view; timestamps, ANSI escapes, `\r` redraws, the runner's echoed
+// commands, invalid UTF-8, secrets, Slack escaping), and HeadTail/LastLines
+// cut previews from the cleaned, masked text. SecretsOf says what to mask
+// for a job: the same for every text that leaves the host. A Redactor masks secrets as bytes stream past; put one in
 // front of the capture files so secrets never reach the disk, and the
 // Cleaner runs another over the cleaned text.
 //
@@ -37,6 +39,8 @@
 //     32 KiB output buffer.
 //   - Cleaner: two lines of CleanOptions.MaxLineBytes (16 KiB by default;
 //     the current redraw and the one before it), MaxMarkerLen, a 32-byte
-//     timestamp and its Redactor. A longer line is split, not buffered.
+//     timestamp, 64 bytes of a line's start (the echo check) and its
+//     Redactor. A longer line is passed on in pieces and broken behind the
+//     Redactor, so a secret across the break is still masked whole.
 //   - HeadTail: (head+tail) lines of at most maxLineBytes each.
 package replies

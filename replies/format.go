@@ -21,8 +21,15 @@ type Job struct {
 	Project  string
 	URL      string // the job's web page; empty when no trustworthy URL is known
 	ChatUser string // CHAT_USER_ID, mentioned when it looks like a Slack user id
-	Input    string // CHAT_INPUT, redacted
+	Input    string // CHAT_INPUT
+	// Secrets are masked in every text made from the job (its name, project, input and
+	// any reason quoted), before it is cut or escaped: the same masking as the output's.
+	Secrets Secrets
 }
+
+// clip masks the job's secrets in s, then shortens it to one line of at most n characters.
+// Masking comes first, so the cut can never leave part of a secret.
+func (j Job) clip(s string, n int) string { return oneLine(Redact(s, j.Secrets), n) }
 
 // Status is how the job ended.
 type Status struct {
@@ -65,9 +72,9 @@ func link(j Job) string {
 
 // what names the job: *deploy* in ops/infra.
 func what(j Job) string {
-	s := "*" + EscapeSlack(oneLine(j.Name, 100)) + "*"
+	s := "*" + EscapeSlack(j.clip(j.Name, 100)) + "*"
 	if j.Project != "" {
-		s += " in " + EscapeSlack(oneLine(j.Project, 200))
+		s += " in " + EscapeSlack(j.clip(j.Project, 200))
 	}
 	return s
 }
@@ -75,7 +82,7 @@ func what(j Job) string {
 // StartText is the message posted when a job starts.
 func StartText(j Job) string {
 	s := ":arrow_forward: " + mention(j) + "started " + what(j)
-	if in := oneLine(j.Input, 200); in != "" {
+	if in := j.clip(j.Input, 200); in != "" {
 		s += " with " + inlineCode(in)
 	}
 	return s + " · " + link(j)
@@ -84,7 +91,7 @@ func StartText(j Job) string {
 // ProgressText is the start message while the job runs: elapsed time and the last line
 // of output (already cleaned and redacted).
 func ProgressText(j Job, elapsed time.Duration, lastLine string) string {
-	s := ":hourglass_flowing_sand: " + mention(j) + what(j) + " running for " + roundDuration(elapsed) + " · " + link(j)
+	s := ":hourglass_flowing_sand: " + mention(j) + what(j) + " running for " + EscapeSlack(roundDuration(elapsed)) + " · " + link(j)
 	if l := oneLine(lastLine, 300); l != "" {
 		s += "\n> " + EscapeSlack(l)
 	}
@@ -110,19 +117,19 @@ func StatusText(j Job, s Status) string {
 	case s.State == "failed" && s.ExitCode > 0:
 		b += fmt.Sprintf(" with exit code %d", s.ExitCode)
 	case s.State == "denied" && s.Reason != "":
-		b += ": " + EscapeSlack(oneLine(s.Reason, 500))
+		b += ": " + EscapeSlack(j.clip(s.Reason, 500))
 	case s.State == "failed" && s.Reason != "":
-		b += ": " + EscapeSlack(oneLine(s.Reason, 300))
+		b += ": " + EscapeSlack(j.clip(s.Reason, 300))
 	}
 	if s.Elapsed > 0 && s.State != "denied" {
-		b += " after " + roundDuration(s.Elapsed)
+		b += " after " + EscapeSlack(roundDuration(s.Elapsed))
 	}
 	return b + " · " + link(j)
 }
 
 // DeniedText is the ephemeral message that tells the requester why their job did not run.
 func DeniedText(j Job, reason string) string {
-	return ":lock: You may not run " + what(j) + ": " + EscapeSlack(oneLine(reason, 1000)) + " · " + link(j)
+	return ":lock: You may not run " + what(j) + ": " + EscapeSlack(j.clip(reason, 1000)) + " · " + link(j)
 }
 
 // Output is the output part of a reply.
@@ -191,11 +198,32 @@ func FormatOutput(src io.ReadSeeker, size int64, s Status, limit int) (Output, e
 	return Output{Text: text, Upload: true}, nil
 }
 
-// codeBlock escapes plain text and fences it. A ``` inside the output would end the block
-// early, so a zero-width space breaks it up.
+// codeBlock escapes plain text and fences it. Three backticks in a row inside the output
+// would end the block early, so a zero-width space follows every second backtick of a
+// longer run: no run of three is left, however long the run was.
 func codeBlock(plain string) string {
-	body := strings.ReplaceAll(EscapeSlack(plain), "```", "``\u200b`")
-	return "```\n" + body + "\n```"
+	return "```\n" + breakFences(EscapeSlack(plain)) + "\n```"
+}
+
+func breakFences(s string) string {
+	if !strings.Contains(s, "```") {
+		return s
+	}
+	var b strings.Builder
+	run := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] != '`' {
+			run = 0
+		} else if run == 2 {
+			b.WriteString("\u200b")
+			run = 0
+		}
+		if s[i] == '`' {
+			run++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func inlineCode(plain string) string {

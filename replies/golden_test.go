@@ -41,7 +41,7 @@ func pipeline(t testing.TB, in []byte, write func(io.Writer, []byte)) string {
 	}
 	counts := c.Counts()
 	src := Decide(counts)
-	opts := CleanOptions{Secrets: goldenSecrets}
+	opts := CleanOptions{Secrets: goldenSecrets, DropFirstLine: src == FromChatReply}
 	raw := sec.String()
 	if src == FromFallback {
 		raw = all.String()

@@ -4,15 +4,39 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Mask replaces every secret in a reply, as in GitLab's masked job log.
 const Mask = "[MASKED]"
 
-// defaultTokenPrefixes are always masked, whatever the job's
-// features.token_mask_prefixes say: gitlab-runner adds "glpat-" the same way
-// (common/buildlogger/internal/tokensanitizer DefaultTokenPrefixes).
-var defaultTokenPrefixes = []string{"glpat-"}
+// alwaysTokenPrefixes are masked whatever the job says: gitlab-runner adds
+// "glpat-" to every job's list (common/buildlogger/internal/tokensanitizer
+// DefaultTokenPrefixes).
+var alwaysTokenPrefixes = []string{"glpat-"}
+
+// allDefaultTokenPrefixes are the other prefixes gitlab-runner 19.4 masks
+// while the feature flag FF_MASK_ALL_DEFAULT_TOKENS is on, its default
+// (tokensanitizer allTokenPrefixes).
+var allDefaultTokenPrefixes = []string{
+	"gloas-", "gldt-", "glrt-", "glcbt-", "glrtr-", "glptt-", "glft-", "glimt-",
+	"glagent-", "glsoat-", "glffct-", "_gitlab_session=", "gltok-",
+}
+
+// extraTokenPrefixes are masked beyond what the runner masks: "GR1348941"
+// starts the runner registration tokens GitLab issued before glrt- tokens,
+// which a job has no business printing.
+var extraTokenPrefixes = []string{"GR1348941"}
+
+// DefaultTokenPrefixes are the prefixes masked in every job, as
+// gitlab-runner's DefaultTokenPrefixes(maskAll) plus extraTokenPrefixes.
+func DefaultTokenPrefixes(maskAll bool) []string {
+	p := slices.Clone(alwaysTokenPrefixes)
+	if maskAll {
+		p = append(p, allDefaultTokenPrefixes...)
+	}
+	return append(p, extraTokenPrefixes...)
+}
 
 // urlParamKeys are the query parameters gitlab-runner's urlsanitizer masks
 // (common/buildlogger/internal/urlsanitizer), matched case-insensitively
@@ -31,11 +55,15 @@ type Secrets struct {
 	// as the runner does; unlike GitLab, short values are masked too.
 	Values []string
 	// TokenPrefixes are features.token_mask_prefixes from the job response.
-	// "glpat-" is always added, as the runner does. The token is the prefix
-	// plus the run of [A-Za-z0-9_.=-] after it; like the runner, the prefix
-	// stays visible ("glpat-[MASKED]") and a prefix with no run is left
-	// alone.
+	// DefaultTokenPrefixes are always added, as the runner does. The token is
+	// the prefix plus the run of [A-Za-z0-9_.=-] after it; like the runner,
+	// the prefix stays visible ("glpat-[MASKED]") and a prefix with no run is
+	// left alone.
 	TokenPrefixes []string
+	// OnlyPATPrefix is set when the job turned FF_MASK_ALL_DEFAULT_TOKENS
+	// off: then, like the runner, only "glpat-" (and the job's own prefixes)
+	// are masked by prefix. The zero value masks all of them.
+	OnlyPATPrefix bool
 }
 
 // tokenByte is the runner's token alphabet (tokensanitizer): after a prefix,
@@ -164,6 +192,14 @@ func lower(c byte) byte {
 	return c
 }
 
+// What release does with a held byte.
+const (
+	keep         uint8 = iota
+	masked             // part of a secret: becomes (part of) one [MASKED]
+	keepThenMask       // the '=' of a sensitive URL parameter: [MASKED] follows it
+	dropped            // may be part of a secret whose rest was cut off (CloseCut)
+)
+
 // redactOutMax bounds the Redactor's output buffer before it is written.
 const redactOutMax = 32 << 10
 
@@ -184,11 +220,11 @@ type Redactor struct {
 	cs     *automaton // values and token prefixes, exact
 	ci     *automaton // "?key=" and "&key=", case-insensitive
 	s1, s2 int32
-	runTok bool      // inside a token after a prefix
-	runURL bool      // inside a sensitive URL parameter value
-	start  [256]bool // bytes that can begin a match (either automaton)
+	runTok bool       // inside a token after a prefix
+	runURL bool       // inside a sensitive URL parameter value
+	start  *[256]bool // bytes that can begin a match (either automaton)
 	hold   []byte
-	hmask  []bool
+	hmask  []uint8 // per held byte: keep, masked, or keepThenMask
 	hoff   int
 	inMask bool // the last byte released was masked
 	out    []byte
@@ -197,7 +233,28 @@ type Redactor struct {
 
 // NewRedactor returns a Redactor writing to w. Call Close to release the
 // bytes held back at the end.
-func NewRedactor(w io.Writer, s Secrets) *Redactor {
+func NewRedactor(w io.Writer, s Secrets) *Redactor { return NewMasker(s).NewRedactor(w) }
+
+// Masker is Secrets compiled for matching. It is immutable and safe for concurrent use:
+// compile once, then redact many strings or streams (the audit log masks every field of a
+// record with one).
+type Masker struct {
+	cs    *automaton // values and token prefixes, exact
+	ci    *automaton // "?key=" and "&key=", case-insensitive
+	start [256]bool  // bytes that can begin a match (either automaton)
+}
+
+// urlKeyAutomaton is the same for every job: built once.
+var urlKeyAutomaton = sync.OnceValue(func() *automaton {
+	var keys []string
+	for _, k := range urlParamKeys {
+		keys = append(keys, "?"+k+"=", "&"+k+"=")
+	}
+	return newAutomaton(nil, keys, true)
+})
+
+// NewMasker compiles s.
+func NewMasker(s Secrets) *Masker {
 	var values []string
 	for _, v := range s.Values {
 		if v = strings.TrimSpace(v); v != "" {
@@ -205,26 +262,38 @@ func NewRedactor(w io.Writer, s Secrets) *Redactor {
 		}
 	}
 	var prefixes []string
-	for _, p := range append(slices.Clone(defaultTokenPrefixes), s.TokenPrefixes...) {
+	for _, p := range append(DefaultTokenPrefixes(!s.OnlyPATPrefix), s.TokenPrefixes...) {
 		if p = strings.TrimSpace(p); p != "" {
 			prefixes = append(prefixes, p)
 		}
 	}
-	var keys []string
-	for _, k := range urlParamKeys {
-		keys = append(keys, "?"+k+"=", "&"+k+"=")
-	}
 	slices.Sort(values)
 	slices.Sort(prefixes)
-	r := &Redactor{
-		w:  w,
+	m := &Masker{
 		cs: newAutomaton(slices.Compact(values), slices.Compact(prefixes), false),
-		ci: newAutomaton(nil, keys, true),
+		ci: urlKeyAutomaton(),
 	}
-	for c := range r.start {
-		r.start[c] = r.cs.first[c] || r.ci.first[lower(byte(c))]
+	for c := range m.start {
+		m.start[c] = m.cs.first[c] || m.ci.first[lower(byte(c))]
 	}
-	return r
+	return m
+}
+
+// NewRedactor returns a Redactor writing to w with m's secrets.
+func (m *Masker) NewRedactor(w io.Writer) *Redactor {
+	return &Redactor{w: w, cs: m.cs, ci: m.ci, start: &m.start}
+}
+
+// Redact masks m's secrets in s.
+func (m *Masker) Redact(s string) string {
+	if s == "" {
+		return s
+	}
+	var b strings.Builder
+	r := m.NewRedactor(&b)
+	_, _ = r.Write([]byte(s))
+	_ = r.Close()
+	return b.String()
 }
 
 func (r *Redactor) idle() bool {
@@ -303,18 +372,18 @@ func (r *Redactor) flushOut() {
 // be part of a match.
 func (r *Redactor) push(c byte) {
 	r.hold = append(r.hold, c)
-	r.hmask = append(r.hmask, false)
+	r.hmask = append(r.hmask, keep)
 	idx := len(r.hold) - 1
 	if r.runTok {
 		if tokenByte[c] {
-			r.hmask[idx] = true
+			r.hmask[idx] = masked
 		} else {
 			r.runTok = false
 		}
 	}
 	if r.runURL {
 		if urlValueByte(c) {
-			r.hmask[idx] = true
+			r.hmask[idx] = masked
 		} else {
 			r.runURL = false
 		}
@@ -325,7 +394,7 @@ func (r *Redactor) push(c byte) {
 		// The automaton's depth before this byte was at least valLen-1, so
 		// the whole match is still held.
 		for k := idx - int(n1.valLen) + 1; k <= idx; k++ {
-			r.hmask[k] = true
+			r.hmask[k] = masked
 		}
 	}
 	if n1.prefix {
@@ -334,7 +403,12 @@ func (r *Redactor) push(c byte) {
 	r.s2 = r.ci.next(r.s2, c)
 	n2 := &r.ci.nodes[r.s2]
 	if n2.prefix {
+		// The runner writes [MASKED] after the '=' even when the value is
+		// empty ("?x-amz-credential=&…" → "…=[MASKED]&…").
 		r.runURL = true
+		if r.hmask[idx] == keep {
+			r.hmask[idx] = keepThenMask
+		}
 	}
 	r.release(len(r.hold) - int(max(n1.depth, n2.depth)))
 }
@@ -342,15 +416,21 @@ func (r *Redactor) push(c byte) {
 // release moves held bytes before index upto to the output.
 func (r *Redactor) release(upto int) {
 	for k := r.hoff; k < upto; k++ {
-		if r.hmask[k] {
+		switch r.hmask[k] {
+		case masked:
 			if !r.inMask {
 				r.out = append(r.out, Mask...)
 				r.inMask = true
 			}
-			continue
+		case keepThenMask:
+			r.out = append(r.out, r.hold[k])
+			r.out = append(r.out, Mask...)
+			r.inMask = true
+		case dropped:
+		default:
+			r.out = append(r.out, r.hold[k])
+			r.inMask = false
 		}
-		r.out = append(r.out, r.hold[k])
-		r.inMask = false
 	}
 	if upto > r.hoff {
 		r.hoff = upto
@@ -374,11 +454,18 @@ func (r *Redactor) Close() error {
 	return r.err
 }
 
-// Redact masks secrets in s; a convenience for short strings.
-func Redact(s string, secrets Secrets) string {
-	var b strings.Builder
-	r := NewRedactor(&b, secrets)
-	_, _ = r.Write([]byte(s))
-	_ = r.Close()
-	return b.String()
+// CloseCut is Close for a stream that was cut short: the held-back bytes
+// may be the first part of a secret whose rest was cut off, so they are
+// dropped instead of released. A token or URL parameter value in progress
+// is masked as at Close.
+func (r *Redactor) CloseCut() error {
+	for k := r.hoff; k < len(r.hold); k++ {
+		if r.hmask[k] == keep {
+			r.hmask[k] = dropped
+		}
+	}
+	return r.Close()
 }
+
+// Redact masks secrets in s; a convenience for short strings.
+func Redact(s string, secrets Secrets) string { return NewMasker(secrets).Redact(s) }

@@ -76,12 +76,12 @@ func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
 		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
 		return nil
 	}
-	secrets := replies.Secrets{Values: j.Secrets(), TokenPrefixes: j.Features.TokenMaskPrefixes}
+	secrets := replies.SecretsOf(j, s.Getenv)
 	return &chat{
 		outbox: ob, queue: q, channel: c.Channel, user: c.UserID, secrets: secrets,
 		job: replies.Job{
 			ID: j.ID, Name: j.Info.Name, Project: j.ProjectPath(), URL: s.jobURL(j),
-			ChatUser: c.UserID, Input: replies.Redact(c.Input, secrets),
+			ChatUser: c.UserID, Input: c.Input, Secrets: secrets,
 		},
 	}
 }
@@ -160,7 +160,13 @@ func (s *Stages) progress(ctx context.Context, j *job.Response, rec JobRecord, r
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			last := replies.CleanString(rc.LastLine(), replies.CleanOptions{Plain: true, Secrets: c.secrets})
+			// The raw line was cut at lastLineMax bytes: what may be the start of a secret
+			// whose rest was cut off is dropped after cleaning and masking.
+			raw, clean := rc.LastLine(), replies.CleanString
+			if len(raw) >= lastLineMax {
+				clean = replies.CleanCutString
+			}
+			last := clean(raw, replies.CleanOptions{Plain: true, Secrets: c.secrets})
 			text := replies.ProgressText(c.job, s.now().Sub(rec.PreparedAt), last)
 			tctx, cancel := context.WithTimeout(ctx, min(every, progressTimeout))
 			_ = c.queue.Progress(tctx, "start", text) // best effort: the next tick tries again
@@ -210,8 +216,8 @@ func (s *Stages) reply(ctx context.Context, j *job.Response, st State, o Outcome
 		case out.Upload:
 			msgs = append(msgs, delivery.Message{
 				Kind: delivery.KindUpload, ThreadOf: thread, Channel: c.channel, Text: body,
-				Filename: fmt.Sprintf("%s-%d.txt", safeName(j.Info.Name), j.ID),
-				Title:    fmt.Sprintf("Output of %s (job #%d)", j.Info.Name, j.ID), Content: text,
+				Filename: fmt.Sprintf("%s-%d.txt", safeName(replies.Redact(j.Info.Name, c.secrets)), j.ID),
+				Title:    fmt.Sprintf("Output of %s (job #%d)", replies.Redact(j.Info.Name, c.secrets), j.ID), Content: text,
 			})
 		case body != "":
 			msgs = append(msgs, delivery.Message{Kind: delivery.KindPost, ThreadOf: thread, Channel: c.channel, Text: body})
@@ -268,7 +274,10 @@ func (s *Stages) buildOutput(st State, secrets replies.Secrets, status replies.S
 	// Echoed commands are dropped from a chat_reply section too: a section that spans
 	// several commands would otherwise carry the runner's "$ command" lines, which GitLab
 	// keeps and nobody wants in chat.
-	cleaner := replies.NewCleaner(w, replies.CleanOptions{Plain: true, Secrets: secrets, DropCommands: true})
+	// GitLab drops the first line of the chat_reply section (the rest of the start
+	// marker's line; Gitlab::Chat::Output#without_executed_command_line): so do we.
+	cleaner := replies.NewCleaner(w, replies.CleanOptions{Plain: true, Secrets: secrets, DropCommands: true,
+		DropFirstLine: source == replies.FromChatReply})
 	err = copySpool(cleaner, raw)
 	if cerr := cleaner.Close(); err == nil {
 		err = cerr

@@ -142,3 +142,38 @@ func TestSlowProgressEditDoesNotHoldTheStage(t *testing.T) {
 		t.Error("no progress edit was attempted")
 	}
 }
+
+// Issue 9: the progress edit cut the raw last line at lastLineMax bytes before cleaning and
+// masking, so after 1000 bytes of colour codes most of a secret reached Slack.
+func TestProgressMasksBeforeTheCut(t *testing.T) {
+	const secret = "Zq7Xv9Kp2Lm4Nb8Rt6Wy3Hs5Jd"
+	f := newFixture(t, func(r *job.Response) {
+		r.Variables = append(r.Variables, job.Variable{Key: "DEPLOY_KEY", Value: secret, Masked: true})
+	})
+	f.stages.Cfg.Slack.ProgressInterval = config.Duration(50 * time.Millisecond)
+	if err := f.stages.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	body := `for i in $(seq 250); do printf '\033[0m'; done; echo "deploying $DEPLOY_KEY now"; sleep 1`
+	f.env["CUSTOM_ENV_DEPLOY_KEY"] = secret
+	if err := f.stages.Run(context.Background(), f.script("DEPLOY_KEY="+secret+"\n"+body), "build_script"); err != nil {
+		t.Fatal(err)
+	}
+	updates := f.slack.Calls("chat.update")
+	if len(updates) == 0 {
+		t.Fatal("no progress edit")
+	}
+	sawLine := false
+	for _, c := range updates {
+		text := c.Params["text"]
+		for i := 0; i+4 <= len(secret); i++ {
+			if strings.Contains(text, secret[i:i+4]) {
+				t.Fatalf("part %q of the secret reached Slack: %q", secret[i:i+4], text)
+			}
+		}
+		sawLine = sawLine || strings.Contains(text, "deploying")
+	}
+	if !sawLine {
+		t.Errorf("no progress edit showed the line: %q", updates[len(updates)-1].Params["text"])
+	}
+}

@@ -21,18 +21,16 @@ import (
 	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/failure"
 	"github.com/chatops-executor/chatops-executor/job"
+	"github.com/chatops-executor/chatops-executor/policy"
 )
 
 // DriverName is the executor's name in the runner's job log ("Using Custom executor with
 // driver chatops-executor …").
 const DriverName = "chatops-executor"
 
-// Decision is the policy's answer for one job.
-type Decision struct {
-	Allow  bool
-	Rule   string // the rule that decided, or "default"
-	Reason string // why, in words the requester can act on
-}
+// Decision is the policy's answer for one job. The type belongs to package policy: the
+// stages orchestrate, the policy decides, so policy never imports stages.
+type Decision = policy.Decision
 
 // Decider decides whether a job may run. prepare calls it once per job; the policy package
 // provides the real one.

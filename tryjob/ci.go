@@ -5,11 +5,11 @@
 //
 // The YAML subset is the one chat jobs use: the top-level default, before_script,
 // after_script and variables; a job's script, before_script, after_script, variables,
-// extends (GitLab's deep merge of hashes, arrays replaced), inherit, only/except, rules
-// and when. Keywords that would change what runs but that a local run cannot reproduce
-// (include, image, services, cache, needs…) are errors that name them, not silence;
-// keywords that only matter to GitLab's scheduling (stage, tags, allow_failure…) are
-// accepted and reported as notes.
+// extends (GitLab's deep merge of hashes, arrays replaced, 11 levels), !reference tags,
+// inherit, only/except, rules and when. Keywords that do not change what the script does
+// here (image, services, cache, needs, tags, retry, timeout…) are accepted with one warning
+// line each; keywords that would change what runs and that a local run cannot reproduce
+// (include, trigger, parallel, secrets…) are errors, all named at once.
 package tryjob
 
 import (
@@ -46,64 +46,57 @@ type RefusedError struct{ Msg string }
 
 func (e *RefusedError) Error() string { return e.Msg }
 
-// reservedKeys are the top-level keys that are not jobs (GitLab's Config::Entry::Root).
-var reservedKeys = map[string]bool{
-	"default": true, "include": true, "stages": true, "types": true, "variables": true,
-	"workflow": true, "before_script": true, "after_script": true, "image": true,
-	"services": true, "cache": true, "spec": true,
-}
+// defaultKeys are the default: keys honoured; the others are ignored or unsupported like
+// the job keys of the same name.
+var defaultKeys = map[string]bool{"before_script": true, "after_script": true, "variables": true}
 
-// Job keywords, by what a local run does with them.
-var (
-	// supported change what runs and are honoured.
-	supportedKeys = map[string]bool{
-		"script": true, "before_script": true, "after_script": true, "variables": true,
-		"extends": true, "only": true, "except": true, "rules": true, "when": true,
-		"inherit": true, "stage": true,
-	}
-	// ignoredKeys only matter to GitLab's scheduling and UI, or to the runner's
-	// choice of executor: the script runs the same without them.
-	ignoredKeys = map[string]bool{
-		"tags": true, "allow_failure": true, "timeout": true, "interruptible": true,
-		"environment": true, "resource_group": true, "retry": true, "coverage": true,
-		"description": true, "manual_confirmation": true, "artifacts": true,
-	}
-	// unsupportedKeys would change what runs (files present, commands, variables, which
-	// jobs exist) in ways a local run cannot reproduce.
-	unsupportedKeys = map[string]bool{
-		"image": true, "services": true, "cache": true, "needs": true, "dependencies": true,
-		"trigger": true, "parallel": true, "secrets": true, "id_tokens": true, "hooks": true,
-		"release": true, "pages": true, "start_in": true, "run": true, "identity": true,
-		"dast_configuration": true,
-	}
-	// unsupportedTopKeys are top-level keys that change what runs.
-	unsupportedTopKeys = []string{"include", "image", "services", "cache"}
-	// defaultKeys are the default: keys honoured; the others are unsupported or ignored
-	// like the job keys of the same name.
-	defaultKeys = map[string]bool{"before_script": true, "after_script": true, "variables": true}
-)
+// topKeys are the top-level keys honoured.
+var topKeys = map[string]bool{
+	"default": true, "stages": true, "types": true, "variables": true, "workflow": true,
+	"before_script": true, "after_script": true, "spec": true,
+}
 
 // Parse reads a .gitlab-ci.yml. name is the file name used in messages.
 func Parse(name string, data []byte) (*File, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var top map[string]any
-	if err := dec.Decode(&top); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &ConfigError{File: name, Msg: "the file is empty"}
-		}
-		return nil, &ConfigError{File: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	top, err := decodeDoc(dec, name)
+	if errors.Is(err, io.EOF) {
+		return nil, &ConfigError{File: name, Msg: "the file is empty"}
+	}
+	if err != nil {
+		return nil, err
 	}
 	// A file with a spec: header has the pipeline in its second document.
 	if _, ok := top["spec"]; ok {
-		top = nil
-		if err := dec.Decode(&top); err != nil && !errors.Is(err, io.EOF) {
-			return nil, &ConfigError{File: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		if top, err = decodeDoc(dec, name); errors.Is(err, io.EOF) {
+			top = nil
+		} else if err != nil {
+			return nil, err
 		}
 	}
 	if top == nil {
 		top = map[string]any{}
 	}
 	return &File{name: name, top: top}, nil
+}
+
+// decodeDoc decodes the next YAML document, keeping its !reference tags (see reference.go).
+func decodeDoc(dec *yaml.Decoder, name string) (map[string]any, error) {
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		return nil, &ConfigError{File: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	var refs []*reference
+	takeReferences(&doc, &refs)
+	var top map[string]any
+	if err := doc.Decode(&top); err != nil {
+		return nil, &ConfigError{File: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	restoreReferences(top, refs)
+	return top, nil
 }
 
 // Jobs returns the names of the file's jobs (not hidden ones), sorted.
@@ -134,6 +127,9 @@ type Var struct {
 	Key, Value string
 	// Raw is expand: false: the runner must not expand $references in Value.
 	Raw bool
+	// Masked is a masked CI/CD variable (try --masked): the runner and the executor hide
+	// its value.
+	Masked bool
 }
 
 // Job is a job as the runner would receive it.
@@ -142,8 +138,18 @@ type Job struct {
 	BeforeScript, Script, AfterScript []string
 	// Variables are the file's and the job's, the job's winning, sorted by key.
 	Variables []Var
-	// Notes name the keywords the run ignores.
-	Notes []string
+	// Warnings are one line for each keyword the run ignores, saying what it does instead.
+	Warnings []string
+}
+
+// AddVariables adds CI/CD variables as a project's settings define them (try --var,
+// --masked): they beat the file's variables of the same name, as in GitLab.
+func (j *Job) AddVariables(vars []Var) {
+	for _, v := range vars {
+		j.Variables = slices.DeleteFunc(j.Variables, func(o Var) bool { return o.Key == v.Key })
+		j.Variables = append(j.Variables, v)
+	}
+	slices.SortFunc(j.Variables, func(a, b Var) int { return strings.Compare(a.Key, b.Key) })
 }
 
 // notScheduled is GitLab's answer when a chat command finds no job to run: a pipeline
@@ -164,10 +170,8 @@ func notScheduled(job string) *RefusedError {
 
 // Job resolves the job name for a chat pipeline.
 func (f *File) Job(name string, opt Options) (*Job, error) {
-	for _, k := range unsupportedTopKeys {
-		if _, ok := f.top[k]; ok {
-			return nil, f.errorf("the top-level %q keyword is not supported by try: it changes what runs", k)
-		}
+	if strings.ContainsAny(name, " \t\n\r\v\f") {
+		return nil, whiteSpaceName(name)
 	}
 	raw, ok := f.top[name]
 	if !ok || reservedKeys[name] || strings.HasPrefix(name, ".") {
@@ -176,68 +180,82 @@ func (f *File) Job(name string, opt Options) (*Job, error) {
 	if _, ok := raw.(map[string]any); !ok {
 		return nil, notScheduled(name)
 	}
-	job, err := f.resolveExtends(name, nil)
+	extended, err := f.resolveExtends(name, nil)
 	if err != nil {
 		return nil, err
 	}
-	var unknown, unsupported, notes []string
-	for _, k := range slices.Sorted(maps.Keys(job)) {
-		switch {
-		case supportedKeys[k]:
-		case ignoredKeys[k]:
-			notes = append(notes, k)
-		case unsupportedKeys[k]:
-			unsupported = append(unsupported, k)
-		default:
-			unknown = append(unknown, k)
+	resolvedJob, err := f.deepResolve(extended, 0)
+	if err != nil {
+		return nil, err
+	}
+	job := resolvedJob.(map[string]any)
+
+	// Every keyword try cannot honour, in the job, default: and the top level, at once.
+	var warnings, problems []string
+	warned := map[string]bool{}
+	classify("", job, supportedKeys, warned, &warnings, &problems)
+	def := map[string]any{}
+	if d, ok := f.top["default"]; ok && d != nil {
+		rd, err := f.deepResolve(d, 0)
+		if err != nil {
+			return nil, err
+		}
+		dm, ok := rd.(map[string]any)
+		if !ok {
+			return nil, f.errorf("default must be a hash")
+		}
+		classify("default:", dm, defaultKeys, warned, &warnings, &problems)
+		for k := range defaultKeys {
+			if v, ok := dm[k]; ok {
+				def[k] = v
+			}
 		}
 	}
-	if len(unknown) > 0 {
-		return nil, f.errorf("job %q has unknown keywords: %s", name, strings.Join(unknown, ", "))
+	top := map[string]any{}
+	for k, v := range f.top {
+		if reservedKeys[k] {
+			top[k] = v
+		}
 	}
-	if len(unsupported) > 0 {
-		return nil, f.errorf("job %q uses keywords try cannot reproduce locally (they change what runs): %s",
-			name, strings.Join(unsupported, ", "))
+	if _, ok := top["include"]; ok {
+		problems = append([]string{includeHint}, problems...)
+		delete(top, "include")
+	}
+	classify("top-level ", top, topKeys, warned, &warnings, &problems)
+	if len(problems) > 0 {
+		return nil, f.problemsError(name, problems)
 	}
 
 	inheritDefault, inheritVars, err := f.inherit(name, job["inherit"])
 	if err != nil {
 		return nil, err
 	}
-	def := map[string]any{}
-	if d, ok := f.top["default"]; ok {
-		dm, ok := d.(map[string]any)
-		if !ok {
-			return nil, f.errorf("default must be a hash")
-		}
-		for _, k := range slices.Sorted(maps.Keys(dm)) {
-			switch {
-			case defaultKeys[k]:
-				def[k] = dm[k]
-			case ignoredKeys[k]:
-			default:
-				return nil, f.errorf("default:%s is not supported by try: it changes what runs", k)
-			}
-		}
-	}
 	// The deprecated top-level before_script and after_script act as defaults;
 	// default: wins over them.
 	for _, k := range []string{"before_script", "after_script"} {
 		if _, ok := def[k]; !ok {
-			if v, ok := f.top[k]; ok {
+			v, err := f.resolved(k)
+			if err != nil {
+				return nil, err
+			}
+			if v != nil {
 				def[k] = v
 			}
 		}
 	}
+	topVars, err := f.resolved("variables")
+	if err != nil {
+		return nil, err
+	}
 
-	out := &Job{Name: name, Stage: "test", Notes: notes}
+	out := &Job{Name: name, Stage: "test", Warnings: warnings}
 	if s, ok := job["stage"].(string); ok {
 		out.Stage = s
 	}
 	// Variables: default's, then the top level's, then the job's; each later one wins.
 	vars := map[string]Var{}
 	if inheritVars != nil {
-		for _, src := range []any{def["variables"], f.top["variables"]} {
+		for _, src := range []any{def["variables"], topVars} {
 			if err := f.addVars(vars, src, inheritVars, "variables"); err != nil {
 				return nil, err
 			}
@@ -344,194 +362,20 @@ func (f *File) Job(name string, opt Options) (*Job, error) {
 	return out, nil
 }
 
+// whiteSpaceName is GitLab's view of a job name with white space: its chat command
+// (lib/gitlab/slash_commands/run.rb) takes the first word after "run" as the job name and
+// the rest as CHAT_INPUT, so such a job can never be started from chat.
+func whiteSpaceName(name string) *RefusedError {
+	words := strings.Fields(name)
+	first, rest := "", ""
+	if len(words) > 0 {
+		first, rest = words[0], strings.Join(words[1:], " ")
+	}
+	return &RefusedError{Msg: fmt.Sprintf("a job whose name has white space cannot be started from chat: GitLab's "+
+		"run command takes the first word as the job name, so \"run %s\" asks for job %q with input %q. "+
+		"Rename the job, e.g. %q", name, first, rest, strings.Join(words, "-"))}
+}
+
 func (f *File) errorf(format string, args ...any) error {
 	return &ConfigError{File: f.name, Msg: fmt.Sprintf(format, args...)}
-}
-
-// maxExtendsDepth is GitLab's limit (Gitlab::Ci::Config::Extendable::Entry::MAX_NESTING_LEVELS).
-const maxExtendsDepth = 10
-
-// resolveExtends returns the job's hash with its extends applied: each parent, in order,
-// deep-merged, then the job's own keys on top.
-func (f *File) resolveExtends(name string, seen []string) (map[string]any, error) {
-	if slices.Contains(seen, name) {
-		return nil, f.errorf("circular extends: %s", strings.Join(append(seen, name), " → "))
-	}
-	if len(seen) > maxExtendsDepth {
-		return nil, f.errorf("extends nested too deeply: %s", strings.Join(append(seen, name), " → "))
-	}
-	raw, ok := f.top[name]
-	if !ok {
-		return nil, f.errorf("%s extends unknown key %q", seen[len(seen)-1], name)
-	}
-	job, ok := raw.(map[string]any)
-	if !ok {
-		return nil, f.errorf("%q must be a hash to be extended or run", name)
-	}
-	var parents []string
-	switch e := job["extends"].(type) {
-	case nil:
-	case string:
-		parents = []string{e}
-	case []any:
-		for _, p := range e {
-			s, ok := p.(string)
-			if !ok {
-				return nil, f.errorf("job %q: extends entries must be strings", name)
-			}
-			parents = append(parents, s)
-		}
-	default:
-		return nil, f.errorf("job %q: extends must be a string or a list of strings", name)
-	}
-	merged := map[string]any{}
-	for _, p := range parents {
-		pm, err := f.resolveExtends(p, append(seen, name))
-		if err != nil {
-			return nil, err
-		}
-		merged = deepMerge(merged, pm)
-	}
-	merged = deepMerge(merged, job)
-	delete(merged, "extends")
-	return merged, nil
-}
-
-// deepMerge returns base with over merged in: hashes recursively, anything else
-// (arrays included) replaced — GitLab's extends semantics.
-func deepMerge(base, over map[string]any) map[string]any {
-	out := maps.Clone(base)
-	for k, v := range over {
-		bm, ok1 := out[k].(map[string]any)
-		om, ok2 := v.(map[string]any)
-		if ok1 && ok2 {
-			out[k] = deepMerge(bm, om)
-		} else {
-			out[k] = v
-		}
-	}
-	return out
-}
-
-// inherit reads the job's inherit: which default keys it takes, and which top-level
-// variables (nil: none; an empty non-nil map: all).
-func (f *File) inherit(name string, v any) (map[string]bool, map[string]bool, error) {
-	def := map[string]bool{"before_script": true, "after_script": true}
-	vars := map[string]bool{}
-	if v == nil {
-		return def, vars, nil
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, nil, f.errorf("job %q: inherit must be a hash", name)
-	}
-	switch d := m["default"].(type) {
-	case nil:
-	case bool:
-		if !d {
-			def = map[string]bool{}
-		}
-	case []any:
-		def = map[string]bool{}
-		for _, k := range d {
-			if s, ok := k.(string); ok {
-				def[s] = true
-			}
-		}
-	default:
-		return nil, nil, f.errorf("job %q: inherit:default must be true, false or a list", name)
-	}
-	switch d := m["variables"].(type) {
-	case nil:
-	case bool:
-		if !d {
-			vars = nil
-		}
-	case []any:
-		for _, k := range d {
-			if s, ok := k.(string); ok {
-				vars[s] = true
-			}
-		}
-		if len(vars) == 0 {
-			vars = nil
-		}
-	default:
-		return nil, nil, f.errorf("job %q: inherit:variables must be true, false or a list", name)
-	}
-	return def, vars, nil
-}
-
-// addVars adds the variables hash src to vars; only, when not empty, limits which keys.
-func (f *File) addVars(vars map[string]Var, src any, only map[string]bool, what string) error {
-	if src == nil {
-		return nil
-	}
-	m, ok := src.(map[string]any)
-	if !ok {
-		return f.errorf("%s must be a hash", what)
-	}
-	for k, v := range m {
-		if len(only) > 0 && !only[k] {
-			continue
-		}
-		nv := Var{Key: k}
-		switch x := v.(type) {
-		case map[string]any:
-			val, err := scalar(x["value"])
-			if err != nil {
-				return f.errorf("%s: %s: value %v", what, k, err)
-			}
-			nv.Value = val
-			if e, ok := x["expand"].(bool); ok && !e {
-				nv.Raw = true
-			}
-		default:
-			val, err := scalar(x)
-			if err != nil {
-				return f.errorf("%s: %s %v", what, k, err)
-			}
-			nv.Value = val
-		}
-		vars[k] = nv
-	}
-	return nil
-}
-
-func scalar(v any) (string, error) {
-	switch x := v.(type) {
-	case nil:
-		return "", nil
-	case string:
-		return x, nil
-	case int, int64, uint64, float64, bool:
-		return fmt.Sprint(x), nil
-	}
-	return "", errors.New("must be a string or a number")
-}
-
-// flatten turns a script (a string, or an array of strings and nested arrays, which
-// GitLab flattens one level at a time) into lines.
-func flatten(v any) ([]string, error) {
-	switch x := v.(type) {
-	case string:
-		return []string{x}, nil
-	case []any:
-		var out []string
-		for _, e := range x {
-			lines, err := flatten(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, lines...)
-		}
-		return out, nil
-	case int, int64, float64, bool:
-		return []string{fmt.Sprint(x)}, nil
-	case nil:
-		return nil, nil
-	case map[string]any:
-		return nil, errors.New("must be a string or an array of strings, not a hash (an unquoted line with \": \" in it reads as one: quote the line)")
-	}
-	return nil, errors.New("must be a string or an array of strings")
 }

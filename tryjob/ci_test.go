@@ -58,8 +58,8 @@ func describe(f *File) string {
 				}
 				b.WriteByte('\n')
 			}
-			if len(j.Notes) > 0 {
-				fmt.Fprintf(&b, "ignored: %s\n", strings.Join(j.Notes, ", "))
+			for _, w := range j.Warnings {
+				fmt.Fprintf(&b, "warning: %s\n", w)
 			}
 		}
 	}

@@ -6,14 +6,14 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
+	"github.com/chatops-executor/chatops-executor/delivery/slackrecorder"
 )
 
 // Render writes what the channel shows, as a terminal transcript: each message with its
 // edits applied (marked "(edited)" as Slack does), thread replies indented under their
 // parent, ephemeral messages marked as visible to one user only, and files as
 // "📎 name (N bytes)". users maps Slack user ids to the names to show in mentions.
-func Render(w io.Writer, msgs []slacktest.Message, users map[string]string) error {
+func Render(w io.Writer, msgs []slackrecorder.Message, users map[string]string) error {
 	var b strings.Builder
 	if len(msgs) == 0 {
 		b.WriteString("(nothing was posted)\n")
@@ -54,7 +54,7 @@ func Render(w io.Writer, msgs []slacktest.Message, users map[string]string) erro
 	return err
 }
 
-func renderMessage(b *strings.Builder, m slacktest.Message, prefix string, users map[string]string) {
+func renderMessage(b *strings.Builder, m slackrecorder.Message, prefix string, users map[string]string) {
 	text := Mrkdwn(m.Text, users)
 	if m.Ephemeral {
 		text = "👁 only visible to " + mention(m.User, users) + ": " + text

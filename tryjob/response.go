@@ -104,7 +104,7 @@ func Response(j *Job, c Chat) ([]byte, error) {
 		pub("GIT_STRATEGY", "none"),
 	}
 	for _, v := range j.Variables {
-		vars = append(vars, respVar{Key: v.Key, Value: v.Value, Public: true, Raw: v.Raw})
+		vars = append(vars, respVar{Key: v.Key, Value: v.Value, Public: !v.Masked, Masked: v.Masked, Raw: v.Raw})
 	}
 	// Pipeline variables come last: they beat the file's, as in GitLab.
 	vars = append(vars,

@@ -1,8 +1,6 @@
 package tryjob
 
 import (
-	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 )
@@ -57,7 +55,11 @@ func (f *File) evalRules(name string, v any, vars map[string]string) (bool, stri
 
 // workflowAllows applies workflow:rules, which decide whether there is a pipeline at all.
 func (f *File) workflowAllows(vars map[string]string) (bool, error) {
-	w, ok := f.top["workflow"].(map[string]any)
+	rw, err := f.resolved("workflow")
+	if err != nil {
+		return false, err
+	}
+	w, ok := rw.(map[string]any)
 	if !ok {
 		return true, nil
 	}
@@ -68,13 +70,6 @@ func (f *File) workflowAllows(vars map[string]string) (bool, error) {
 	in, _, _, err := f.evalRules("workflow", rules, vars)
 	return in, err
 }
-
-// refKeywords are only/except keywords; chatKeywords those a chat pipeline on a branch
-// matches.
-var (
-	refKeywords  = []string{"api", "branches", "chat", "external", "external_pull_requests", "merge_requests", "pipelines", "pushes", "schedules", "tags", "triggers", "web"}
-	chatKeywords = []string{"chat", "branches"}
-)
 
 // onlyExcept applies only and except. Without either, GitLab's default is
 // only: [branches, tags], which a chat pipeline (on the default branch) matches.
@@ -151,7 +146,7 @@ func (f *File) policyMatches(name, key string, v any, ref string, vars map[strin
 			if !ok {
 				return false, f.errorf("job %q: %s entries must be strings", name, key)
 			}
-			ok, err := refMatches(s, ref)
+			ok, err := refMatches(s, ref, vars["CI_PROJECT_PATH"])
 			if err != nil {
 				return false, f.errorf("job %q: %s: %v", name, key, err)
 			}
@@ -165,9 +160,20 @@ func (f *File) policyMatches(name, key string, v any, ref string, vars map[strin
 	return !slices.Contains(conds, false), nil
 }
 
-func refMatches(pattern, ref string) (bool, error) {
-	if slices.Contains(refKeywords, pattern) {
-		return slices.Contains(chatKeywords, pattern), nil
+// refMatches is GitLab's Build::Policy::Refs for one pattern in a chat pipeline, which
+// runs on a branch (the default one): "pattern@group/project" holds only in that project;
+// "branches", the source "chat" and its plural "chats" hold; a /regexp/ is matched against
+// the ref, anything else compared with it.
+func refMatches(pattern, ref, project string) (bool, error) {
+	if p, path, ok := strings.Cut(pattern, "@"); ok {
+		if path != project {
+			return false, nil
+		}
+		pattern = p
+	}
+	switch pattern {
+	case "branches", "chat", "chats":
+		return true, nil
 	}
 	if strings.HasPrefix(pattern, "/") {
 		re, err := compileSlashRegexp(pattern)
@@ -176,30 +182,5 @@ func refMatches(pattern, ref string) (bool, error) {
 		}
 		return re.MatchString(ref), nil
 	}
-	if i := strings.Index(pattern, "@"); i >= 0 {
-		pattern = pattern[:i] // ref@project: the project is this one
-	}
 	return pattern == ref, nil
-}
-
-// compileSlashRegexp compiles GitLab's /pattern/flags form (flags: i, m, s).
-func compileSlashRegexp(s string) (*regexp.Regexp, error) {
-	end := strings.LastIndex(s, "/")
-	if !strings.HasPrefix(s, "/") || end <= 0 {
-		return nil, fmt.Errorf("bad regexp %s", s)
-	}
-	body, flags := s[1:end], s[end+1:]
-	for _, c := range flags {
-		if !strings.ContainsRune("ims", c) {
-			return nil, fmt.Errorf("bad regexp flags in %s", s)
-		}
-	}
-	if flags != "" {
-		body = "(?" + flags + ")" + body
-	}
-	re, err := regexp.Compile(body)
-	if err != nil {
-		return nil, fmt.Errorf("bad regexp %s: %v", s, err)
-	}
-	return re, nil
 }

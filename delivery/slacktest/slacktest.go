@@ -1,97 +1,60 @@
-// Package slacktest is a fake Slack Web API for tests: an HTTP server on 127.0.0.1 that
-// answers the calls chatops-executor makes, records every call, keeps a view of what the
-// channels show, and can be told to misbehave (refuse connections, rate limit, answer 5xx or
-// ok:false, answer too late).
+// Package slacktest is the fake Slack Web API of the tests: a slackrecorder.Server tied to
+// a test, which closes it when the test ends and fails the test when the server cannot come
+// up again. Everything else — recording, faults, the channels' view — is slackrecorder's;
+// the names here are aliases, so tests read as they always have.
 //
-// Point a client at Server.APIURL: delivery.NewSlack(token, srv.APIURL()) in process, or
-// slack.api_url in the config of an executor started as a subprocess. Then assert on
-// Server.Messages (the channels as a person would see them), Server.Events (every accepted
-// effect, in order) or Server.Calls (every request, as received).
-//
-// The fake implements, as Slack does and as slack-go calls them (form-encoded bodies with a
-// token parameter; JSON bodies with an Authorization header are accepted too):
-//
-//   - chat.postMessage (channel, text, thread_ts; blocks or attachments count as content)
-//   - chat.update (channel, ts, text): only messages posted with chat.postMessage can be
-//     edited, anything else is message_not_found
-//   - chat.postEphemeral (channel, user, text)
-//   - files.getUploadURLExternal (filename, length): hands out an upload URL on the host
-//     the client called (see SetUploadHost)
-//   - the upload itself: a multipart POST of the "file" field to that URL, recorded as
-//     method UploadMethod
-//   - files.completeUploadExternal (files, channel_id or channels, initial_comment,
-//     thread_ts): shares the uploaded files as one message
-//
-// A request without a token is answered not_authed, one with a wrong token invalid_auth.
-// Any other method is unknown_method.
-//
-// From an end-to-end test that runs the executor binary:
-//
-//	fake := slacktest.New(t, "xoxb-test-token")
-//	fake.Fail("chat.postMessage", slacktest.RateLimited(time.Second)) // the first post is throttled
-//	cfg := "[slack]\napi_url = " + strconv.Quote(fake.APIURL()) + "\n" // plus the token file
-//	runExecutor(t, cfg, "cleanup", ...)
-//	msgs := fake.Messages()
-//	if len(msgs) != 1 || !strings.Contains(msgs[0].Text, "succeeded") {
-//		t.Errorf("Slack shows:\n%s", fake)
-//	}
-//
-// The token is never recorded: Calls say whether a valid token came, and how, but neither
-// the token parameter nor the Authorization header is kept, so printing a Call or a Message
-// cannot leak it.
+// Production code (try's preview) uses slackrecorder directly: no non-test code imports
+// this package.
 package slacktest
 
 import (
-	"errors"
-	"fmt"
-	"net"
-	"net/http"
-	"slices"
-	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/chatops-executor/chatops-executor/delivery/slackrecorder"
 )
 
-// UploadMethod is the method name under which Calls, Fail and FailAlways know the upload
-// POST to the URL files.getUploadURLExternal handed out (it is not a Web API method).
-const UploadMethod = "files.upload"
+// The recorder's types, under the names tests use.
+type (
+	// Server is a fake Slack Web API; see slackrecorder.Server.
+	Server = slackrecorder.Server
+	// Fault is a way for a method to fail; see slackrecorder.Fault.
+	Fault = slackrecorder.Fault
+	// Call is one request as the fake received it.
+	Call = slackrecorder.Call
+	// Event is one effect Slack accepted.
+	Event = slackrecorder.Event
+	// Message is a message as the channel shows it.
+	Message = slackrecorder.Message
+	// File is a file shared with a message.
+	File = slackrecorder.File
+	// TokenCheck says how a request's credential compared to the server's token.
+	TokenCheck = slackrecorder.TokenCheck
+	// Bot is the bot user auth.test names.
+	Bot = slackrecorder.Bot
+	// Team is the workspace auth.test names.
+	Team = slackrecorder.Team
+	// Channel is a channel conversations.info knows.
+	Channel = slackrecorder.Channel
+)
 
-// AnyMethod, given to Fail or FailAlways, matches every method (including UploadMethod)
-// that has no fault of its own.
-const AnyMethod = "*"
+// Method names and token checks, as in slackrecorder.
+const (
+	UploadMethod = slackrecorder.UploadMethod
+	AnyMethod    = slackrecorder.AnyMethod
+	TokenAbsent  = slackrecorder.TokenAbsent
+	TokenValid   = slackrecorder.TokenValid
+	TokenWrong   = slackrecorder.TokenWrong
+)
 
-// uploadPath is where upload URLs point, like Slack's https://files.slack.com/upload/v1/….
-const uploadPath = "/upload/v1/"
+// Faults and defaults, as in slackrecorder.
+var (
+	DefaultScopes = slackrecorder.DefaultScopes
 
-// Server is a fake Slack Web API. Its methods are safe for concurrent use.
-type Server struct {
-	t     testing.TB // nil when made by Start
-	token string
-	addr  string
-
-	mu         sync.Mutex
-	srv        *http.Server // nil while down
-	ln         net.Listener // srv's
-	closed     bool         // the test ended
-	calls      []*Call
-	faults     map[string][]Fault // per method, consumed in order
-	always     map[string]Fault   // per method, once faults ran out
-	events     []Event
-	msgs       []*Message // in the order Slack accepted them
-	uploads    map[string]*upload
-	nextTS     int
-	nextFile   int
-	uploadHost string
-}
-
-// upload is a file between files.getUploadURLExternal and its completion.
-type upload struct {
-	filename string
-	length   int64
-	content  []byte
-	uploaded bool
-}
+	RateLimited = slackrecorder.RateLimited
+	HTTPError   = slackrecorder.HTTPError
+	SlackError  = slackrecorder.SlackError
+	Slow        = slackrecorder.Slow
+)
 
 // New starts a fake Slack on 127.0.0.1 (a free port) that accepts token, and closes it when
 // the test ends.
@@ -100,398 +63,14 @@ func New(t testing.TB, token string) *Server {
 	if token == "" {
 		t.Fatal("slacktest.New: empty token")
 	}
-	s, err := Start(token)
+	s, err := slackrecorder.Start(token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.t = t
+	s.SetFatal(t.Fatalf)
 	t.Cleanup(s.Close)
 	return s
 }
 
-// Start starts a fake Slack on 127.0.0.1 (a free port) that accepts token, outside any
-// test: for a program that shows what a Slack client would post (chatops-executor try).
-// Call Close when done. Up on such a server panics if the port cannot be had back.
-func Start(token string) (*Server, error) {
-	if token == "" {
-		return nil, errors.New("slacktest: empty token")
-	}
-	s := &Server{token: token, faults: map[string][]Fault{}, always: map[string]Fault{},
-		uploads: map[string]*upload{}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("slacktest: %w", err)
-	}
-	s.addr = l.Addr().String()
-	s.serve(l)
-	return s, nil
-}
-
-// Close stops the server for good: connections are refused, and Up does nothing.
-func (s *Server) Close() {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	s.Down()
-}
-
-// APIURL is the Web API base URL, with its trailing slash, e.g. "http://127.0.0.1:4711/api/".
-// It stays the same across Down and Up.
-func (s *Server) APIURL() string { return "http://" + s.addr + "/api/" }
-
-// Addr is the server's host:port.
-func (s *Server) Addr() string { return s.addr }
-
-func (s *Server) serve(l net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(s.handle), ReadHeaderTimeout: 10 * time.Second}
-	s.mu.Lock()
-	s.srv, s.ln = srv, l
-	s.mu.Unlock()
-	go srv.Serve(l) // returns ErrServerClosed on Down
-}
-
-// Down closes the listener and every open connection: connections to the port are refused
-// (and calls in progress cut off) until Up. It does nothing when already down.
-func (s *Server) Down() {
-	s.mu.Lock()
-	srv, ln := s.srv, s.ln
-	s.srv, s.ln = nil, nil
-	s.mu.Unlock()
-	if srv != nil {
-		// Closed here too, not only by srv: Serve may not have started yet, and until it
-		// does, srv.Close would leave the port listening.
-		ln.Close()
-		srv.Close()
-	}
-}
-
-// Up accepts connections again, on the same port. It does nothing when already up, and
-// fails the test if the port cannot be had back.
-func (s *Server) Up() {
-	if s.t != nil {
-		s.t.Helper()
-	}
-	s.mu.Lock()
-	up, closed := s.srv != nil, s.closed
-	s.mu.Unlock()
-	if up || closed {
-		return
-	}
-	var l net.Listener
-	var err error
-	for range 50 { // the port is ours; a closing listener may hold it for a moment
-		if l, err = net.Listen("tcp", s.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		if s.t == nil {
-			panic(fmt.Sprintf("slacktest: up again on %s: %v", s.addr, err))
-		}
-		s.t.Fatalf("slacktest: up again on %s: %v", s.addr, err)
-	}
-	s.serve(l)
-}
-
-// SetUploadHost makes files.getUploadURLExternal hand out upload URLs on host (host:port,
-// e.g. another Server's Addr) instead of the host the client called: to check that a client
-// does not send its token to a host other than the API's. "" restores the default.
-func (s *Server) SetUploadHost(host string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.uploadHost = host
-}
-
-// Fault is one misbehaviour for one call. Status or Error make the call fail; Delay alone
-// makes it slow: Slack acts on the call at once but answers only after Delay (or when the
-// client gives up), which a client with a shorter timeout cannot tell from a lost call.
-type Fault struct {
-	// Status, when not zero, is the HTTP status to answer (429, 500, 503…) with an HTML
-	// body, as Slack's front end does.
-	Status int
-	// RetryAfter is the Retry-After header sent with Status, in seconds ("7"). slack-go
-	// needs it to recognise a 429 as a rate limit.
-	RetryAfter string
-	// Error, when not empty (and Status is zero), is answered as {"ok":false,"error":Error}
-	// with HTTP 200.
-	Error string
-	// Delay holds the answer back this long, or until the client goes away.
-	Delay time.Duration
-	// AfterEffect makes Slack act on the call (post the message…) before failing with
-	// Status or Error: the ambiguous case of a call that worked but did not look so.
-	AfterEffect bool
-}
-
-// RateLimited is a 429 answer with Retry-After set to retryAfter in whole seconds.
-func RateLimited(retryAfter time.Duration) Fault {
-	return Fault{Status: http.StatusTooManyRequests, RetryAfter: fmt.Sprint(int64(retryAfter / time.Second))}
-}
-
-// HTTPError is an answer with HTTP status code (500, 502, 503…).
-func HTTPError(code int) Fault { return Fault{Status: code} }
-
-// SlackError is an ok:false answer with Slack's error code ("not_in_channel",
-// "internal_error"…).
-func SlackError(code string) Fault { return Fault{Error: code} }
-
-// Slow is a call that Slack acts on at once but answers only after d.
-func Slow(d time.Duration) Fault { return Fault{Delay: d} }
-
-func (f Fault) failing() bool { return f.Status != 0 || f.Error != "" }
-
-// Fail queues faults for method's next calls, one per call, in order; later calls are
-// answered normally again (or by FailAlways). method is a Web API method such as
-// "chat.postMessage", UploadMethod, or AnyMethod.
-func (s *Server) Fail(method string, faults ...Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults[method] = append(s.faults[method], faults...)
-}
-
-// FailAlways applies f to every call of method once the faults queued by Fail ran out.
-// The zero Fault turns it off.
-func (s *Server) FailAlways(method string, f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if f == (Fault{}) {
-		delete(s.always, method)
-	} else {
-		s.always[method] = f
-	}
-}
-
-// Heal drops every fault set by Fail and FailAlways.
-func (s *Server) Heal() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = map[string][]Fault{}
-	s.always = map[string]Fault{}
-}
-
-// nextFault takes the fault for a call of method. s.mu is held.
-func (s *Server) nextFault(method string) Fault {
-	for _, m := range []string{method, AnyMethod} {
-		if q := s.faults[m]; len(q) > 0 {
-			s.faults[m] = q[1:]
-			return q[0]
-		}
-	}
-	for _, m := range []string{method, AnyMethod} {
-		if f, ok := s.always[m]; ok {
-			return f
-		}
-	}
-	return Fault{}
-}
-
-// TokenCheck says how a credential in a request compared to the server's token.
-type TokenCheck int
-
-const (
-	// TokenAbsent: the request carried none.
-	TokenAbsent TokenCheck = iota
-	// TokenValid: it was the server's token.
-	TokenValid
-	// TokenWrong: it was something else (or a malformed Authorization header).
-	TokenWrong
-)
-
-func (c TokenCheck) String() string {
-	switch c {
-	case TokenAbsent:
-		return "absent"
-	case TokenValid:
-		return "valid"
-	case TokenWrong:
-		return "wrong"
-	}
-	return fmt.Sprintf("TokenCheck(%d)", int(c))
-}
-
-// Call is one request as the fake received it. It never holds the token.
-type Call struct {
-	// Method is the Web API method ("chat.postMessage") or UploadMethod.
-	Method string
-	// Time is when the request arrived.
-	Time time.Time
-	// ContentType is the request's media type: "application/x-www-form-urlencoded" (what
-	// slack-go sends to Web API methods), "application/json" or "multipart/form-data"
-	// (the upload).
-	ContentType string
-	// Params are the request's parameters, the first value of each: form fields (body and
-	// query string), the top-level fields of a JSON body (a value that is not a string as
-	// its JSON text: false, ["a"]), or the non-file fields of a multipart upload. The token
-	// parameter is left out.
-	Params map[string]string
-	// Header is how the Authorization header's bearer token compared; Param how the token
-	// parameter did (form-encoded bodies only: Slack reads no token from a JSON body).
-	Header, Param TokenCheck
-	// Auth says the call was authenticated: Header or Param was valid.
-	Auth bool
-	// Filename and Size describe the file part of an upload (Size 0 for other calls).
-	Filename string
-	Size     int64
-	// Status is the HTTP status answered, 0 while the answer is still held back (Fault.Delay).
-	Status int
-	// Error is the ok:false error code answered, "" for ok:true or a non-200 Status.
-	Error string
-}
-
-// Calls returns the calls of method (every call for AnyMethod), in the order they arrived.
-// A call is recorded as soon as its request was read, before any Fault.Delay.
-func (s *Server) Calls(method string) []Call {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []Call
-	for _, c := range s.calls {
-		if method == AnyMethod || c.Method == method {
-			cc := *c
-			cc.Params = make(map[string]string, len(c.Params))
-			for k, v := range c.Params {
-				cc.Params[k] = v
-			}
-			out = append(out, cc)
-		}
-	}
-	return out
-}
-
-// File is an uploaded file as shared in a channel.
-type File struct {
-	ID string
-	// Filename is the name given to files.getUploadURLExternal.
-	Filename string
-	// Title is the title given to files.completeUploadExternal, or Filename when none was.
-	Title string
-	// Comment is the initial_comment it was shared with (also its message's Text).
-	Comment string
-	// Content is every byte uploaded. It must not be modified.
-	Content []byte
-}
-
-// Event is one effect Slack accepted, in the order it accepted them: a post, an edit, an
-// ephemeral message or a file share. Calls that failed leave none.
-type Event struct {
-	// Method is "chat.postMessage", "chat.update", "chat.postEphemeral" or
-	// "files.completeUploadExternal".
-	Method  string
-	Time    time.Time
-	Channel string
-	// TS is the message's ts: the new message's, or for chat.update the edited one's.
-	TS string
-	// ThreadTS is the ts of the thread's parent for a message in a thread (also for an
-	// edit of one), "" otherwise.
-	ThreadTS string
-	// User is the recipient of an ephemeral message.
-	User string
-	// Text is the text posted, the new text of an edit, or the initial comment of a share.
-	Text string
-	// Files are the files shared.
-	Files []File
-}
-
-// Events returns every accepted effect, in order.
-func (s *Server) Events() []Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.events)
-}
-
-// Message is a message as the channel shows it, with its edits applied.
-type Message struct {
-	Channel string
-	TS      string
-	// ThreadTS is the ts of the thread's parent for a reply in a thread, "" otherwise.
-	ThreadTS string
-	// Text is the current text, after every chat.update; for a file share the initial
-	// comment.
-	Text string
-	// History is every text the message had, the posted one first; the last is Text.
-	// More than one entry means it was edited.
-	History []string
-	// Ephemeral marks a chat.postEphemeral message, shown only to User.
-	Ephemeral bool
-	User      string
-	// Files are the files shared with this message (files.completeUploadExternal).
-	Files []File
-	// Time is when it was posted; Edited when it was last edited (zero if never).
-	Time, Edited time.Time
-}
-
-// Messages returns every message in every channel, ephemeral ones and file shares
-// included, in the order they were posted (edits do not move a message).
-func (s *Server) Messages() []Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Message, len(s.msgs))
-	for i, m := range s.msgs {
-		out[i] = *m
-		out[i].History = slices.Clone(m.History)
-		out[i].Files = slices.Clone(m.Files)
-	}
-	return out
-}
-
-// Channel returns the messages of one channel, in the order they were posted.
-func (s *Server) Channel(channel string) []Message {
-	var out []Message
-	for _, m := range s.Messages() {
-		if m.Channel == channel {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// Thread returns the replies in the thread of the message ts in channel, oldest first.
-func (s *Server) Thread(channel, ts string) []Message {
-	var out []Message
-	for _, m := range s.Messages() {
-		if m.Channel == channel && m.ThreadTS == ts {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// String describes the channels' contents, for test failure messages: one line per
-// message, thread replies indented under their parent, file contents by size only.
-func (s *Server) String() string {
-	var b strings.Builder
-	msgs := s.Messages()
-	line := func(m Message, indent string) {
-		fmt.Fprintf(&b, "%s%s %s", indent, m.Channel, m.TS)
-		if m.Ephemeral {
-			fmt.Fprintf(&b, " (ephemeral to %s)", m.User)
-		}
-		fmt.Fprintf(&b, " %q", m.Text)
-		if len(m.History) > 1 {
-			fmt.Fprintf(&b, " (edited %d times)", len(m.History)-1)
-		}
-		for _, f := range m.Files {
-			fmt.Fprintf(&b, " [file %s %q %d bytes]", f.Filename, f.Title, len(f.Content))
-		}
-		b.WriteByte('\n')
-	}
-	parents := map[string]bool{}
-	for _, m := range msgs {
-		if m.ThreadTS == "" {
-			parents[m.Channel+" "+m.TS] = true
-		}
-	}
-	for _, m := range msgs {
-		if m.ThreadTS != "" && parents[m.Channel+" "+m.ThreadTS] {
-			continue
-		}
-		line(m, "")
-		if m.ThreadTS == "" {
-			for _, r := range msgs {
-				if r.Channel == m.Channel && r.ThreadTS == m.TS {
-					line(r, "    ")
-				}
-			}
-		}
-	}
-	return b.String()
-}
+// Start starts a fake Slack outside any test; see slackrecorder.Start.
+func Start(token string) (*Server, error) { return slackrecorder.Start(token) }

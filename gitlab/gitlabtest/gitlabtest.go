@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,13 @@ type Server struct {
 	Groups, Projects map[string]map[int64]int
 	// Users are the users the users API knows.
 	Users []gitlab.User
+	// Version is what GET /api/v4/version answers, to PrivateToken only (GitLab wants a
+	// token for it, with the api or read_api scope when Token names its scopes: 403
+	// insufficient_scope otherwise); "" answers 404, as a server that is not GitLab would.
+	Version string
+	// Token is what GET /api/v4/personal_access_tokens/self says of PrivateToken; nil
+	// answers 404, as GitLab before 15.5 does.
+	Token *gitlab.Token
 	// Handler, when set, answers every request instead.
 	Handler http.HandlerFunc
 
@@ -50,7 +58,8 @@ type Server struct {
 
 // New starts a fake GitLab that is closed when the test ends.
 func New(t testing.TB) *Server {
-	s := &Server{Jobs: map[string]gitlab.Job{}, Groups: map[string]map[int64]int{}, Projects: map[string]map[int64]int{}}
+	s := &Server{Jobs: map[string]gitlab.Job{}, Groups: map[string]map[int64]int{}, Projects: map[string]map[int64]int{},
+		Version: "17.5.2"}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
@@ -102,6 +111,26 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case len(parts) == 1 && parts[0] == "version" && s.Version != "":
+		if s.Token != nil && !slices.Contains(s.Token.Scopes, "read_api") && !slices.Contains(s.Token.Scopes, "api") {
+			// As GitLab answers a token without an API scope.
+			reply(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope",
+				"error_description": "The request requires higher privileges than provided by the access token.", "scope": "api read_api"})
+			return
+		}
+		reply(w, http.StatusOK, map[string]any{"version": s.Version, "revision": "0123abcd", "kas": map[string]any{"enabled": false}})
+	case len(parts) == 2 && parts[0] == "personal_access_tokens" && parts[1] == "self" && s.Token != nil:
+		reply(w, http.StatusOK, s.Token)
+	case len(parts) == 2 && (parts[0] == "groups" || parts[0] == "projects"):
+		table, what := s.Groups, "Group"
+		if parts[0] == "projects" {
+			table, what = s.Projects, "Project"
+		}
+		if _, ok := table[parts[1]]; !ok {
+			reply(w, http.StatusNotFound, map[string]string{"message": "404 " + what + " Not Found"})
+			return
+		}
+		reply(w, http.StatusOK, map[string]any{"id": 1, "full_path": parts[1]})
 	case len(parts) == 5 && (parts[0] == "groups" || parts[0] == "projects") && parts[2] == "members" && parts[3] == "all":
 		table := s.Groups
 		if parts[0] == "projects" {

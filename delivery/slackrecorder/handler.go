@@ -1,4 +1,4 @@
-package slacktest
+package slackrecorder
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,6 +73,12 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": false, "error": ft.Error})
 	case status != http.StatusOK:
 		http.Error(w, http.StatusText(status), status)
+	case method == "auth.test" && resp["ok"] == true:
+		// What auth.test tells a client about its token's scopes: the header, as Slack does.
+		s.mu.Lock()
+		w.Header().Set("X-OAuth-Scopes", strings.Join(s.scopes, ","))
+		s.mu.Unlock()
+		writeJSON(w, resp)
 	case method == UploadMethod && resp["ok"] == true:
 		// What files.slack.com answers a successful upload with.
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -188,6 +195,7 @@ func (s *Server) check(token string) TokenCheck {
 var methods = map[string]bool{
 	"chat.postMessage": true, "chat.update": true, "chat.postEphemeral": true,
 	"files.getUploadURLExternal": true, UploadMethod: true, "files.completeUploadExternal": true,
+	"auth.test": true, "conversations.info": true,
 }
 
 func slackErr(code string) map[string]any { return map[string]any{"ok": false, "error": code} }
@@ -224,6 +232,27 @@ func (s *Server) act(method, uploadID string, call *Call, req request, host stri
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch method {
+	case "auth.test":
+		return http.StatusOK, map[string]any{"ok": true, "url": "https://" + s.team.Domain + ".slack.com/",
+			"team": s.team.Name, "team_id": s.team.ID, "user": s.bot.Name, "user_id": s.bot.ID, "bot_id": s.bot.BotID}
+
+	case "conversations.info":
+		ch, ok := s.channels[p["channel"]]
+		if p["channel"] == "" || !ok || (ch.Private && !ch.Member) {
+			// Slack hides private channels from non-members.
+			return http.StatusOK, slackErr("channel_not_found")
+		}
+		need := "channels:read"
+		if ch.Private {
+			need = "groups:read"
+		}
+		if !slices.Contains(s.scopes, need) {
+			return http.StatusOK, map[string]any{"ok": false, "error": "missing_scope", "needed": need, "provided": strings.Join(s.scopes, ",")}
+		}
+		return http.StatusOK, map[string]any{"ok": true, "channel": map[string]any{
+			"id": p["channel"], "name": ch.Name, "is_channel": !ch.Private, "is_group": false,
+			"is_private": ch.Private, "is_member": ch.Member, "is_archived": ch.Archived}}
+
 	case "chat.postMessage":
 		if p["channel"] == "" {
 			return http.StatusOK, slackErr("channel_not_found")
