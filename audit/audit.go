@@ -51,7 +51,7 @@ type Record struct {
 	Channel  string `json:"channel"`
 	Input    string `json:"input"`
 	Rule     string `json:"rule"`
-	Decision string `json:"decision"` // "allow" or "deny"
+	Decision string `json:"decision"` // "allow" or "deny"; "retry" notes a retried prepare of a decided job
 	Reason   string `json:"reason"`
 }
 

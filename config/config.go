@@ -52,6 +52,9 @@ type Executor struct {
 	JobUIDs     string   `toml:"job_uids"`
 	NonChatJobs string   `toml:"non_chat_jobs"`
 	KillGrace   Duration `toml:"kill_grace"`
+	// MaxStateSize bounds the disk all jobs' captured output may take in state_dir
+	// together; what does not fit is left out of the replies, never out of the job.
+	MaxStateSize Size `toml:"max_state_size"`
 }
 
 // GitLab configures the trusted GitLab API used to verify who started a job.
@@ -72,6 +75,12 @@ type Slack struct {
 	ProgressInterval Duration `toml:"progress_interval"`
 	Thread           bool     `toml:"thread"`
 	InlineLimit      int      `toml:"inline_limit"`
+	// PrepareBudget, CleanupBudget and FlushBudget bound how long prepare (the start
+	// message), cleanup (the reply) and cleanup's delivery of other jobs' waiting replies
+	// may spend on Slack. What does not get through waits in the outbox for `flush`.
+	PrepareBudget Duration `toml:"prepare_budget"`
+	CleanupBudget Duration `toml:"cleanup_budget"`
+	FlushBudget   Duration `toml:"flush_budget"`
 }
 
 // Policy decides which chat jobs may run.
@@ -99,12 +108,13 @@ type Rule struct {
 func Default() Config {
 	return Config{
 		Executor: Executor{
-			BuildsDir:   "/var/lib/chatops-executor/builds",
-			CacheDir:    "/var/lib/chatops-executor/cache",
-			StateDir:    "/var/lib/chatops-executor/state",
-			Shell:       "bash",
-			NonChatJobs: "reject",
-			KillGrace:   Duration(10 * time.Second),
+			BuildsDir:    "/var/lib/chatops-executor/builds",
+			CacheDir:     "/var/lib/chatops-executor/cache",
+			StateDir:     "/var/lib/chatops-executor/state",
+			Shell:        "bash",
+			NonChatJobs:  "reject",
+			KillGrace:    Duration(10 * time.Second),
+			MaxStateSize: Size(4 << 30),
 		},
 		GitLab: GitLab{
 			VerifyIdentity: true,
@@ -118,6 +128,10 @@ func Default() Config {
 			ProgressInterval: Duration(time.Minute),
 			Thread:           true,
 			InlineLimit:      3000,
+			// Short for prepare: the job must not wait on chat to start.
+			PrepareBudget: Duration(2 * time.Second),
+			CleanupBudget: Duration(15 * time.Second),
+			FlushBudget:   Duration(5 * time.Second),
 		},
 		Policy: Policy{
 			Default: "deny",
@@ -317,6 +331,9 @@ func (c *Config) validate() []Problem {
 	if e.KillGrace.D() < 0 {
 		add("executor.kill_grace", "must not be negative")
 	}
+	if e.MaxStateSize < 1<<20 {
+		add("executor.max_state_size", "must be at least 1MiB, got %d bytes", int64(e.MaxStateSize))
+	}
 
 	g := c.GitLab
 	if g.URL != "" && !strings.HasPrefix(g.URL, "https://") && !strings.HasPrefix(g.URL, "http://") {
@@ -340,6 +357,11 @@ func (c *Config) validate() []Problem {
 	}
 	if s.ProgressInterval.D() < 0 {
 		add("slack.progress_interval", `must not be negative ("0s" disables progress edits)`)
+	}
+	for key, d := range map[string]Duration{"slack.prepare_budget": s.PrepareBudget, "slack.cleanup_budget": s.CleanupBudget, "slack.flush_budget": s.FlushBudget} {
+		if d.D() <= 0 || d.D() > 10*time.Minute {
+			add(key, "must be positive and at most 10m, got %s", d)
+		}
 	}
 	if s.InlineLimit < 100 || s.InlineLimit > 39000 {
 		// Slack truncates message text at 40,000 characters.

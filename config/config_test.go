@@ -62,6 +62,14 @@ func TestParseErrors(t *testing.T) {
 			[]string{"line 7", "timeout", "quoted string"}},
 		{"bad duration text", minimal + "[slack]\nreply_window = \"30 minutes\"\n",
 			[]string{"reply_window", "invalid duration"}},
+		{"budget zero", minimal + "[slack]\nprepare_budget = \"0s\"\n",
+			[]string{"line 7: slack.prepare_budget: must be positive"}},
+		{"budget too long", minimal + "[slack]\ncleanup_budget = \"1h\"\n",
+			[]string{"slack.cleanup_budget: must be positive and at most 10m"}},
+		{"state size text", minimal + "max_state_size = \"lots\"\n",
+			[]string{"max_state_size", "invalid size"}},
+		{"state size too small", minimal + "max_state_size = \"4KiB\"\n",
+			[]string{"executor.max_state_size: must be at least 1MiB"}},
 		{"enum", minimal + "[slack]\nreply = \"sometimes\"\n",
 			[]string{"line 7: slack.reply", `"sometimes"`}},
 		{"relative dir", strings.Replace(minimal, "/srv/state", "state", 1),
@@ -300,5 +308,32 @@ func TestDurationRejectsNumbers(t *testing.T) {
 	}
 	if err := d.UnmarshalTOML("1m30s"); err != nil || d.D() != 90*time.Second {
 		t.Errorf("1m30s: %v %v", d, err)
+	}
+}
+
+func TestBudgetsAndStateSize(t *testing.T) {
+	cfg, err := Parse("c.toml", []byte(minimal+"max_state_size = \"512MiB\"\n[slack]\nprepare_budget = \"1s\"\ncleanup_budget = \"20s\"\nflush_budget = \"3s\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Executor.MaxStateSize != 512<<20 || cfg.Slack.PrepareBudget.D() != time.Second ||
+		cfg.Slack.CleanupBudget.D() != 20*time.Second || cfg.Slack.FlushBudget.D() != 3*time.Second {
+		t.Errorf("parsed %+v %+v", cfg.Executor, cfg.Slack)
+	}
+	d := Default()
+	if d.Slack.PrepareBudget.D() > 2*time.Second {
+		t.Errorf("default prepare_budget %s: a job must not wait long on chat to start", d.Slack.PrepareBudget)
+	}
+	for _, tt := range []struct {
+		in   string
+		want Size
+	}{{"1048576", 1 << 20}, {"4GiB", 4 << 30}, {"3 MiB", 3 << 20}, {"10KiB", 10 << 10}} {
+		var s Size
+		if err := s.UnmarshalText([]byte(tt.in)); err != nil || s != tt.want {
+			t.Errorf("Size(%q) = %d, %v; want %d", tt.in, s, err, tt.want)
+		}
+	}
+	if got := Size(4 << 30).String(); got != "4GiB" {
+		t.Errorf("String = %q", got)
 	}
 }

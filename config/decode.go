@@ -14,7 +14,10 @@ import (
 // one pass and said in the file's own terms, with an example of what to write. The keys
 // with problems are then dropped, so the rest of the file is still decoded and validated.
 
-var durationType = reflect.TypeOf(Duration(0))
+var (
+	durationType = reflect.TypeOf(Duration(0))
+	sizeType     = reflect.TypeOf(Size(0))
+)
 
 // examples says what a key takes, in words, with an example, for keys where the type alone
 // ("a list of strings") would not help. Keys are table.key; rule keys are policy.rule.key.
@@ -54,6 +57,8 @@ func describe(path string, leaf string, t reflect.Type) string {
 	switch {
 	case t == durationType:
 		return fmt.Sprintf(`a duration in quotes, e.g. %s = "10s"`, leaf)
+	case t == sizeType:
+		return fmt.Sprintf(`a size in bytes, or in quotes with a unit, e.g. %s = "4GiB"`, leaf)
 	case t.Kind() == reflect.String:
 		return fmt.Sprintf(`a quoted string, e.g. %s = "…"`, leaf)
 	case t.Kind() == reflect.Bool:
@@ -211,6 +216,19 @@ func (w *walker) value(v any, t reflect.Type, key, path, leaf string) bool {
 			return false
 		}
 		return true
+	case t == sizeType:
+		switch x := v.(type) {
+		case int64:
+			return true
+		case string:
+			var sz Size
+			if err := sz.UnmarshalText([]byte(x)); err != nil {
+				w.add(key, 0, "%v; write %s", err, describe(path, leaf, t))
+				return false
+			}
+			return true
+		}
+		return bad()
 	case t.Kind() == reflect.String:
 		if _, ok := v.(string); !ok {
 			return bad()

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,7 +13,8 @@ import (
 	"github.com/chatops-executor/chatops-executor/atomicfile"
 )
 
-// Enqueue writes msgs to the job's queue, in order, without sending anything. A reference
+// Enqueue writes msgs to the job's queue, in order, in one atomic step, without sending
+// anything. A reference
 // (ThreadOf, Target) must name an earlier post of this job: check with Has first when the
 // earlier message is optional (no start message when slack.ack is off).
 func (j *Job) Enqueue(msgs ...Message) error {
@@ -59,13 +61,15 @@ func (j *Job) Enqueue(msgs ...Message) error {
 		}
 	}
 	now := j.ob.opt.Clock.Now().UTC()
+	b := batch{Ops: make([]op, 0, len(msgs))}
+	first := next
 	for i, m := range msgs {
 		o := op{Seq: next, Kind: m.Kind, Name: m.Name, Channel: m.Channel, User: m.User, Text: m.Text,
 			ThreadOf: m.ThreadOf, Target: m.Target, Filename: m.Filename, Title: m.Title,
 			Queued: now, Since: now, State: StatePending}
 		if m.Kind == KindUpload {
-			// The data lands under its final name before the op that points at it exists, so
-			// a sender never sees an upload without its content.
+			// The data lands under its final name before the batch that points at it exists,
+			// so a sender never sees an upload without its content.
 			n, err := atomicfile.WriteFrom(j.dataPath(next), m.Content, 0o600)
 			if err != nil {
 				return fmt.Errorf("outbox: %w", err)
@@ -76,10 +80,16 @@ func (j *Job) Enqueue(msgs ...Message) error {
 			}
 			o.Size = n
 		}
-		if err := j.write(&o); err != nil {
-			return err
-		}
+		b.Ops = append(b.Ops, o)
 		next++
+	}
+	// One file for the whole call: a process killed here leaves every message or none.
+	data, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	if err := atomicfile.WriteFile(j.batchPath(first), append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil
 }

@@ -245,10 +245,12 @@ func TestSlackDownThenFlushDeliversOnce(t *testing.T) {
 	}
 }
 
-// A sender killed between "in flight" and Slack's answer leaves the op in flight. The
-// next sender must not post it again (it may be in the channel) but must re-send an edit.
+// A sender killed between "in flight" and Slack's answer leaves the op in flight. When the
+// channel cannot be read (no history scope), the next sender must not post it again (it
+// may be in the channel) but must re-send an edit. (With the scope, see find_test.go.)
 func TestInFlightAfterCrash(t *testing.T) {
 	r := newRig(t)
+	r.f.FailAlways("conversations.history", slacktest.SlackError("missing_scope"))
 	r.f.Down()
 	j := r.job(t, "9")
 	ctx := context.Background()

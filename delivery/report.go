@@ -19,10 +19,14 @@ type Report struct {
 	Failed []OpStatus
 	// Busy is set when another process was delivering this job.
 	Busy bool
+	// Quarantined lists queue files that could not be read and were set aside.
+	Quarantined []Quarantined
 }
 
-// Clear reports that nothing of the job is waiting or failed.
-func (r Report) Clear() bool { return len(r.Waiting) == 0 && len(r.Failed) == 0 }
+// Clear reports that nothing of the job is waiting, failed or quarantined.
+func (r Report) Clear() bool {
+	return len(r.Waiting) == 0 && len(r.Failed) == 0 && len(r.Quarantined) == 0
+}
 
 // String is a one-line summary for a runner log, e.g. "2 delivered, 1 waiting (Slack
 // unreachable: …)".
@@ -44,6 +48,9 @@ func (r Report) String() string {
 			s += "; hint: " + h
 		}
 		parts = append(parts, s+")")
+	}
+	if n := len(r.Quarantined); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d unreadable queue file%s set aside (%s)", n, plural(n), r.Quarantined[0]))
 	}
 	if r.Busy {
 		parts = append(parts, "another process is delivering it")

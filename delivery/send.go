@@ -84,6 +84,16 @@ func (j *Job) run(ctx context.Context, deadline time.Time) ([]OpStatus, error) {
 		}
 		now := j.ob.opt.Clock.Now()
 		switch {
+		case cur.State == StateInFlight && !cur.idempotent() && j.settle(ctx, cur, byName):
+			// A sender died between "in flight" and Slack's answer, and the channel says
+			// whether Slack got it (see find.go).
+			if err := j.write(cur); err != nil {
+				return delivered, err
+			}
+			if cur.State == StateDone {
+				delivered = append(delivered, cur.status(now))
+			}
+			continue
 		case cur.State == StateInFlight && !cur.idempotent():
 			// A sender died between "in flight" and Slack's answer: Slack may have it.
 			cur.State = StateUnknown
@@ -215,6 +225,39 @@ func (j *Job) attempt(ctx context.Context, r *retrier, o *op, byName map[string]
 	return res, j.write(o)
 }
 
+// settle asks the channel about an in-flight post whose sender died: found, the post is
+// done (with its ts, so later edits and thread replies find it); certainly absent, it is
+// pending again and is sent. It returns false when the channel cannot tell.
+func (j *Job) settle(ctx context.Context, o *op, byName map[string]*op) bool {
+	f, ok := j.ob.poster.(Finder)
+	if !ok || o.LastTry.IsZero() || (o.Kind != KindPost && !(o.Kind == KindUpdate && o.AsPost)) {
+		return false
+	}
+	thread := ""
+	if o.Kind == KindPost && o.ThreadOf != "" {
+		t := byName[o.ThreadOf]
+		if t == nil || t.State != StateDone || t.TS == "" {
+			return false // it went to the channel instead, or nowhere certain
+		}
+		thread = t.TS
+	}
+	fctx, cancel := context.WithTimeout(ctx, j.ob.opt.AttemptTimeout)
+	defer cancel()
+	ts, found, err := f.FindPost(fctx, o.Channel, thread, o.Text, o.LastTry)
+	if err != nil {
+		o.LastErr = "the delivering process stopped before Slack's answer was recorded, and the channel could not be checked: " + Classify(err).Error()
+		return false
+	}
+	if found {
+		o.State, o.TS, o.LastErr = StateDone, ts, ""
+		o.Note = "the delivering process stopped before Slack's answer was recorded; found in the channel"
+		return true
+	}
+	o.State = StatePending
+	o.Note = "the delivering process stopped before Slack got it (not in the channel): sent again"
+	return true
+}
+
 func (o *op) stateOr() string {
 	if o == nil {
 		return "missing"
@@ -287,8 +330,8 @@ func (j *Job) Close() error {
 // and everything in it was delivered. Called with the send lock held.
 func (j *Job) finish(rep Report) (Report, error) {
 	rep, err := j.status(rep)
-	if err != nil || len(rep.Waiting) > 0 || len(rep.Failed) > 0 {
-		return rep, err
+	if err != nil || !rep.Clear() {
+		return rep, err // a quarantined file keeps the job for an admin too
 	}
 	if _, err := os.Stat(filepath.Join(j.dir, closedMark)); err != nil {
 		// Open: a later stage may still edit or thread under what was delivered. A job whose

@@ -49,8 +49,13 @@ func NewSlack(token, apiURL string, opts ...SlackOption) (*Slack, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// Go resends a POST's body (the form with the bot token) on a 307 or 308, to wherever
+	// it points: a redirect is an answer to report, never to follow. The caller's client is
+	// copied, not changed.
+	client := *o.client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Slack{
-		api:   slack.New(token, slack.OptionAPIURL(apiURL), slack.OptionHTTPClient(o.client)),
+		api:   slack.New(token, slack.OptionAPIURL(apiURL), slack.OptionHTTPClient(&client)),
 		token: token,
 	}, nil
 }
@@ -175,7 +180,10 @@ func (s *Slack) classify(method string, err error, sent bool) *Error {
 		e.msg = fmt.Sprintf("rate limited by Slack, retry after %s", rl.RetryAfter)
 	case errors.As(err, &sc):
 		e.Code = fmt.Sprintf("http_%d", sc.Code)
-		if sc.Code >= 500 || sc.Code == http.StatusTooManyRequests {
+		if sc.Code >= 300 && sc.Code < 400 {
+			e.Class = Permanent
+			e.Hint = "Slack's API answered with a redirect, which is never followed (it would carry the bot token elsewhere): check slack.api_url"
+		} else if sc.Code >= 500 || sc.Code == http.StatusTooManyRequests {
 			// Slack answered with a server error status: it says it did not do it. Taken at
 			// its word (SPEC: retry 5xx); see the package doc for what that costs.
 			e.Class = Retryable

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -49,6 +48,7 @@ func (j *Job) status(rep Report) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	rep.Quarantined = append(rep.Quarantined, j.quarantined()...)
 	now := j.ob.opt.Clock.Now()
 	for _, o := range ops {
 		switch o.State {
@@ -61,25 +61,51 @@ func (j *Job) status(rep Report) (Report, error) {
 	return rep, nil
 }
 
-// read returns the job's ops in order; none when the job has no directory.
+// read returns the job's ops in order; none when the job has no directory. Ops come from
+// batch files (as queued) and op files (as delivery left them); an op's own file wins.
+// Unreadable files are quarantined, and the rest is returned.
 func (j *Job) read() ([]op, error) {
+	byseq := map[int]op{}
+	batches, err := filepath.Glob(filepath.Join(j.dir, "batch-*.json"))
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	for _, n := range batches {
+		var b batch
+		ok, err := j.readFile(n, &b)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		for _, o := range b.Ops {
+			if o.Seq > 0 {
+				byseq[o.Seq] = o
+			}
+		}
+	}
 	names, err := filepath.Glob(filepath.Join(j.dir, "op-*.json"))
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	ops := make([]op, 0, len(names))
 	for _, n := range names {
-		data, err := os.ReadFile(n)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed under us: the job was delivered and closed
-		}
-		if err != nil {
-			return nil, fmt.Errorf("outbox: %w", err)
-		}
 		var o op
-		if err := json.Unmarshal(data, &o); err != nil {
-			return nil, fmt.Errorf("outbox: %s is corrupt: %w", n, err)
+		ok, err := j.readFile(n, &o)
+		if err != nil {
+			return nil, err
 		}
+		if !ok {
+			continue
+		}
+		if o.Seq <= 0 {
+			j.quarantine(n, errors.New("the op has no sequence number"))
+			continue
+		}
+		byseq[o.Seq] = o
+	}
+	ops := make([]op, 0, len(byseq))
+	for _, o := range byseq {
 		ops = append(ops, o)
 	}
 	sort.Slice(ops, func(a, b int) bool { return ops[a].Seq < ops[b].Seq })

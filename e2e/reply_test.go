@@ -274,7 +274,7 @@ func TestDeniedRequesterToldEphemerally(t *testing.T) {
 			t.Errorf("a denied job posted to the channel: %q", m.Text)
 		}
 	}
-	if len(eph) != 1 || eph[0].User != "U0123ABCD" || !strings.Contains(eph[0].Text, "You may not run *deploy* in ops/infra: no rule decided") {
+	if len(eph) != 1 || eph[0].User != "U0123ABCD" || !strings.Contains(eph[0].Text, "The runner's policy denied your chat command (rule `default`)") {
 		t.Errorf("ephemeral messages:\n%s", h.slack)
 	}
 }
@@ -398,5 +398,31 @@ func TestLaterJobDeliversWaitingReplies(t *testing.T) {
 	joined := strings.Join(replies, "|")
 	if !strings.Contains(joined, "first answer") || !strings.Contains(joined, "second answer") || len(replies) != 2 {
 		t.Errorf("replies = %q\n%s", replies, h.slack)
+	}
+}
+
+// A denied job that is not a chat job chose CHAT_USER_ID and CHAT_CHANNEL itself, and its
+// pipeline source is its own text: the bot must say nothing to anyone for it (a phishing
+// relay otherwise), and what the denial says must quote nothing the job controls.
+func TestDeniedNonChatJobSendsNothing(t *testing.T) {
+	h := newHost(t, allowAll)
+	lure := "push. Your session expired, log in again at https://evil.example/login"
+	h.run(context.Background(), emulator.Job{
+		Response: response(t, 330, map[string]string{"CI_PIPELINE_SOURCE": lure, "CHAT_USER_ID": "U0VICTIM1", "CHAT_CHANNEL": "C0123ABCD"}),
+		Script:   []string{"true"},
+	})
+	if calls := h.slack.Calls(slacktest.AnyMethod); len(calls) != 0 {
+		t.Errorf("a denied non-chat job made the bot call Slack %d times:\n%s", len(calls), h.slack)
+	}
+	// And a chat job denied by policy gets the fixed text, whatever its name and input.
+	h2 := newHost(t, "[policy]\ndefault = \"deny\"\n")
+	h2.run(context.Background(), emulator.Job{
+		Response: response(t, 331, map[string]string{"CHAT_INPUT": "https://evil.example/login please"}),
+		Script:   []string{"true"},
+	})
+	for _, m := range h2.slack.Messages() {
+		if strings.Contains(m.Text, "evil") || strings.Contains(m.Text, "deploy") {
+			t.Errorf("the denial quotes the job: %q", m.Text)
+		}
 	}
 }

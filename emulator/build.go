@@ -70,6 +70,8 @@ type emulation struct {
 	cancelFn context.CancelFunc // what a GitLab cancel calls right now
 
 	ex *executor
+	// interrupt is Build.SystemInterrupt (nil: never).
+	interrupt <-chan struct{}
 }
 
 func (e *emulation) setSecrets() {
@@ -119,7 +121,8 @@ func (e *emulation) run(parent context.Context, job Job) error {
 	defer cancel()
 	e.setCancel(cancel)
 
-	// A GitLab cancel reaches the build through the trace's cancel func.
+	// A GitLab cancel reaches the build through the trace's cancel func; an
+	// abort through its abort func, which is always the job context's.
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -129,6 +132,16 @@ func (e *emulation) run(parent context.Context, job Job) error {
 		case <-stop:
 		}
 	}()
+	if job.Abort != nil {
+		go func() {
+			select {
+			case <-job.Abort:
+				cancel()
+			case <-stop:
+			}
+		}()
+	}
+	e.interrupt = job.Interrupt
 
 	prepareTimeout := timeout
 	if p := e.r.PrepareTimeout; p > 0 && p < timeout {
@@ -264,15 +277,23 @@ func (e *emulation) runBuild(ctx, prepareCtx context.Context) error {
 	finish := make(chan error, 1)
 	go func() { finish <- e.executeScript(runCtx, prepareCtx) }()
 
-	select {
-	case <-ctx.Done():
-		err := handleError(context.Cause(ctx), e.b.timeoutSec)
-		runCancel()
+	wait := func() {
 		select {
 		case <-finish:
 		case <-time.After(WaitForBuildFinishTimeout):
 			e.main.warningln("Timed out waiting for the build to finish")
 		}
+	}
+	select {
+	case <-ctx.Done():
+		err := handleError(context.Cause(ctx), e.b.timeoutSec)
+		runCancel()
+		wait()
+		return err
+	case <-e.interrupt:
+		err := &BuildError{Inner: errors.New("aborted: terminated"), FailureReason: RunnerInterrupted}
+		runCancel()
+		wait()
 		return err
 	case err := <-finish:
 		if ctx.Err() != nil {

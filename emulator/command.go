@@ -25,6 +25,7 @@ const (
 const (
 	ScriptFailure       = "script_failure"
 	RunnerSystemFailure = "runner_system_failure"
+	RunnerInterrupted   = "runner_interrupted"
 	JobExecutionTimeout = "job_execution_timeout"
 	UnknownFailure      = "unknown_failure"
 	ConfigurationError  = "runner_configuration_error"
@@ -86,6 +87,7 @@ type execSpec struct {
 	buildCodeFile  string
 	graceful       time.Duration
 	force          time.Duration
+	started        func(pid int)
 }
 
 // runCommand is command.Run: start the process in its own process group,
@@ -110,6 +112,9 @@ func runCommand(ctx context.Context, s execSpec) error {
 		return err
 	}
 	s.call.PID = cmd.Process.Pid
+	if s.started != nil {
+		s.started(cmd.Process.Pid)
+	}
 
 	// Buffered, unlike the runner's, so the waiter does not leak when the
 	// kill path gives up on a dormant process.

@@ -113,6 +113,12 @@ type Runner struct {
 	// PreBuildScript and PostBuildScript are the runner config hooks.
 	PreBuildScript, PostBuildScript string
 
+	// OnExec, if set, is called as each call of the executable starts, with
+	// the call's stage ("prepare", "run:build_script", "cleanup"…) and its
+	// pid (also its process group id): tests use it to kill -9 a call at a
+	// chosen moment, as the OOM killer or a runner's SIGKILL would.
+	OnExec func(stage string, pid int)
+
 	// TraceSink, if set, receives the job log (as in Result.Trace) as it is
 	// written, e.g. to wait for some output before cancelling.
 	TraceSink io.Writer
@@ -131,6 +137,16 @@ type Job struct {
 	// "script" step (GitLab merges before_script into it); AfterScript,
 	// when non-nil, replaces the "after_script" step.
 	Script, BeforeScript, AfterScript []string
+	// Abort, when closed, is GitLab answering a trace PATCH or job PUT with
+	// Job-Status: canceled (network/trace.go Abort): the whole job context is
+	// cancelled — the running stage is killed, after_script is skipped,
+	// cleanup still runs — unlike a cancel (ctx of Run), which during the user
+	// script stops only the script.
+	Abort <-chan struct{}
+	// Interrupt, when closed, is SIGTERM (or SIGINT) to the runner itself:
+	// Build.run's SystemInterrupt, ending the job as runner_interrupted. It
+	// takes effect once the build's stages run, as in the runner.
+	Interrupt <-chan struct{}
 }
 
 // Call records one execution of the executor binary.

@@ -554,3 +554,61 @@ func TestRunCommandOwnProcessGroup(t *testing.T) {
 		t.Errorf("group %d still exists", call.PID)
 	}
 }
+
+// A hard abort (Job-Status: canceled) and SIGTERM to the runner both kill the running
+// stage, skip after_script and still run cleanup; the runner leaves CI_JOB_STATUS at the
+// stage error's state ("failed"), not "canceled" (common/build.go executeScript).
+func TestRunAbortAndInterrupt(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		job    func(ch chan struct{}) Job
+		reason string
+	}{
+		{"abort", func(ch chan struct{}) Job { return Job{Abort: ch} }, JobCanceled},
+		{"interrupt", func(ch chan struct{}) Job { return Job{Interrupt: ch} }, RunnerInterrupted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, "FAKE_TRAP=1")
+			ch := make(chan struct{})
+			var once sync.Once
+			f.runner.TraceSink = &cancelWhen{marker: "READY", cancel: func() { once.Do(func() { close(ch) }) }}
+			var started []string
+			var mu sync.Mutex
+			f.runner.OnExec = func(stage string, pid int) {
+				mu.Lock()
+				started = append(started, stage)
+				mu.Unlock()
+				if pid <= 0 {
+					t.Errorf("OnExec(%s) got pid %d", stage, pid)
+				}
+			}
+			job := tc.job(ch)
+			job.Response = loadResponse(t)
+			job.Script = []string{"echo READY", "sleep 30"}
+			job.AfterScript = []string{"echo after"}
+			res, err := f.runner.Run(context.Background(), job)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The job's context is gone: after_script and cleanup_file_variables are skipped.
+			want := []string{"config", "prepare", "run:prepare_script", "run:get_sources", "run:build_script", "cleanup"}
+			if got := stages(res.Calls); !slices.Equal(got, want) {
+				t.Errorf("calls = %q, want %q", got, want)
+			}
+			if !slices.Equal(started, want) {
+				t.Errorf("OnExec saw %q", started)
+			}
+			if res.State != "failed" || res.RunnerFailureReason != tc.reason {
+				t.Errorf("state/reason = %q/%q, want failed/%q", res.State, res.RunnerFailureReason, tc.reason)
+			}
+			for _, c := range res.Calls {
+				if c.Stage == "cleanup" {
+					if v, _ := envValue(c.Env, "CUSTOM_ENV_CI_JOB_STATUS"); v != "failed" {
+						t.Errorf("cleanup's CI_JOB_STATUS = %q, want failed", v)
+					}
+				}
+			}
+		})
+	}
+}

@@ -258,6 +258,11 @@ func (x *executor) execArgs(ctx context.Context, stage string, args []string, sc
 		buildCodeFile: x.buildCodeFile,
 		graceful:      orDefault(e.r.GracefulKillTimeout, DefaultGracefulKillTimeout),
 		force:         orDefault(e.r.ForcefulKillTimeout, DefaultForcefulKillTimeout),
+		started: func(pid int) {
+			if e.r.OnExec != nil {
+				e.r.OnExec(stage, pid)
+			}
+		},
 	})
 	e.mu.Lock()
 	e.res.Calls = append(e.res.Calls, *call)

@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/delivery"
 	"github.com/chatops-executor/chatops-executor/failure"
+	"github.com/chatops-executor/chatops-executor/stages"
 )
 
 // runFlush delivers the chat messages waiting in the outbox (Slack was down, slow or rate
@@ -90,7 +92,22 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		return printFlush(a.stdout, ob, flushFilterJobs(reps, jobs))
+		s := &stages.Stages{Cfg: cfg, Getenv: a.getenv, Stdout: a.stdout, Stderr: a.stderr, Version: a.version}
+		unfinished := s.Unfinished()
+		for _, id := range unfinished {
+			fmt.Fprintf(a.stdout, "job %s: its cleanup did not finish; 'chatops-executor flush' queues its reply and removes its output\n", id)
+		}
+		err = printFlush(a.stdout, ob, flushFilterJobs(reps, jobs))
+		if err == nil && len(unfinished) > 0 {
+			err = &exitError{code: exitFailure}
+		}
+		return err
+	}
+
+	// Jobs whose cleanup died still have their raw output and no reply queued: finish
+	// them first, so that what they queue is delivered below.
+	if err := sweepState(ctx, a, cfg); err != nil {
+		return err
 	}
 
 	if poster == nil {
@@ -153,6 +170,9 @@ func printFlush(w io.Writer, ob *delivery.Outbox, reps []delivery.Report) error 
 		if n := len(r.Failed); n > 0 {
 			head = append(head, fmt.Sprintf("%d failed", n))
 		}
+		if n := len(r.Quarantined); n > 0 {
+			head = append(head, fmt.Sprintf("%d unreadable file%s set aside", n, flushPlural(n)))
+		}
 		if r.Busy {
 			head = append(head, "another process is delivering it")
 		}
@@ -174,6 +194,12 @@ func printFlush(w io.Writer, ob *delivery.Outbox, reps []delivery.Report) error 
 			if s.Hint != "" {
 				fmt.Fprintf(w, "    hint: %s\n", s.Hint)
 			}
+		}
+		for _, q := range r.Quarantined {
+			fmt.Fprintf(w, "  set aside %s\n", q)
+		}
+		if len(r.Quarantined) > 0 {
+			fmt.Fprintf(w, "    hint: the files are in %s/%s/quarantine; once looked at, 'chatops-executor flush --discard --job %s' removes the job's queue\n", ob.Dir(), r.Job, r.Job)
 		}
 		if !r.Clear() {
 			stuck++
@@ -219,4 +245,18 @@ func flushPlural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// sweepState finishes the jobs whose executor died before its cleanup was done (see
+// stages.Sweep) and says what it did.
+func sweepState(ctx context.Context, a *app, cfg *config.Config) error {
+	s := &stages.Stages{Cfg: cfg, Getenv: a.getenv, Stdout: a.stdout, Stderr: a.stderr, Version: a.version}
+	recovered, err := s.Sweep(ctx, 0)
+	for _, r := range recovered {
+		fmt.Fprintf(a.stdout, "job %s: %s\n", r.JobID, r.What)
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		return failure.WithHint(err, "run flush as the user gitlab-runner runs the executor as: the state is private to it")
+	}
+	return err
 }

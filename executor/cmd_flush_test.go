@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -50,5 +51,25 @@ func TestFlushCommand(t *testing.T) {
 	}
 	if code, _, stderr := runCmd(t, env{}, "--config", dir+"/missing.toml", "flush"); code != 1 || !strings.Contains(stderr, "no such file") {
 		t.Errorf("missing config: exit %d %q", code, stderr)
+	}
+}
+
+// An unreadable queue file is listed by --status (exit 1), with where it is and what to do.
+func TestFlushStatusListsQuarantinedFiles(t *testing.T) {
+	dir := t.TempDir()
+	cfg := validConfig(t, dir)
+	job := dir + "/state/outbox/77"
+	if err := os.MkdirAll(job, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, job, "op-000001.json", "", 0o600)
+	code, stdout, stderr := runCmd(t, env{}, "--config", cfg, "flush", "--status")
+	for _, want := range []string{"job 77: 1 unreadable file set aside", "set aside op-000001.json: the file is empty", "quarantine", "flush --discard --job 77"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("flush --status lacks %q:\n%s%s", want, stdout, stderr)
+		}
+	}
+	if code != 1 {
+		t.Errorf("exit %d, want 1: a quarantined file needs an admin", code)
 	}
 }

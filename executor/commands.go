@@ -10,6 +10,7 @@ import (
 
 	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/failure"
+	"github.com/chatops-executor/chatops-executor/gitlab"
 	"github.com/chatops-executor/chatops-executor/policy"
 	"github.com/chatops-executor/chatops-executor/stages"
 )
@@ -125,6 +126,12 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	if g := s.Cfg.GitLab; g.URL != "" && g.VerifyIdentity {
+		// Only the job's own token is used, to ask how GitLab sees a stopped job.
+		if client, err := gitlab.New(g.URL, "", g.Timeout.D()); err == nil {
+			s.GitLab = client
+		}
+	}
 	return s.Cleanup(ctx)
 }
 
@@ -136,3 +143,6 @@ func runVersion(_ context.Context, a *app, args []string) error {
 	fmt.Fprintf(a.stdout, "%s %s (commit %s, built %s, %s %s/%s)\n", name, a.version, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }
+
+// The engine also keeps prepare idempotent across the runner's retries.
+var _ stages.RetryDecider = (*policy.Engine)(nil)

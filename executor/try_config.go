@@ -218,7 +218,7 @@ func (a *app) showDenial(ctx context.Context, s *trySetup, chat tryjob.Chat, job
 		ID: chat.JobID, Name: job.Name, Project: chat.Project, ChatUser: chat.UserID, Input: chat.Input,
 		URL: fmt.Sprintf("%s/%s/-/jobs/%d", chat.ServerURL, chat.Project, chat.JobID),
 	}
-	text := replies.DeniedText(j, de.d.Reason)
+	text := replies.DeniedText(j.ID, de.d.Rule, j.URL)
 	poster, err := delivery.NewSlack(token, s.apiURL)
 	if err == nil {
 		err = poster.PostEphemeral(ctx, chat.Channel, chat.UserID, text)

@@ -28,8 +28,10 @@ func (e *Engine) Decide(ctx context.Context, j *job.Response) (Decision, error) 
 	rec.User.Username = j.Get("GITLAB_USER_LOGIN")
 	rec.User.ID, _ = strconv.ParseInt(j.Get("GITLAB_USER_ID"), 10, 64)
 	in := Input{
-		Job:       j.Info.Name,
-		Project:   j.ProjectPath(),
+		Job: j.Info.Name,
+		// Only the runner's job_info names the project: CI_PROJECT_PATH is a job variable
+		// like any other. Without it a projects condition cannot hold.
+		Project:   j.Info.ProjectFullPath,
 		ProjectID: j.Info.ProjectID,
 		Channel:   chat.Channel,
 		ChatUser:  chat.UserID,
@@ -41,6 +43,7 @@ func (e *Engine) Decide(ctx context.Context, j *job.Response) (Decision, error) 
 		res = e.Explain(ctx, in)
 	}
 	d := res.Decision()
+	d.TellRequester = !d.Allow && ok && rec.PipelineSource == "chat"
 	rec.Rule, rec.Reason = d.Rule, d.Reason
 	rec.Decision = "deny"
 	if d.Allow {

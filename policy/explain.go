@@ -53,6 +53,11 @@ type Decision struct {
 	Allow  bool
 	Rule   string // the rule that decided, or "default"
 	Reason string // why, in words the requester can act on
+	// TellRequester says a denial may be shown to the requester in chat: the job is a
+	// chat job (as GitLab says, when identities are verified) whose identity checked out.
+	// A denied push job, or a spoofing attempt, names CHAT_USER_ID and CHAT_CHANNEL
+	// itself: the bot must not message whoever it chose.
+	TellRequester bool
 }
 
 // Decision returns r in the form prepare consumes.
@@ -173,7 +178,7 @@ func (ev *evaluation) holds(r *rule) outcome {
 	}
 	if len(r.projects) > 0 {
 		if in.Project == "" {
-			return outcome{failed: "projects", detail: fmt.Sprintf("no project given, and the rule needs one of %s", list(c.Projects))}
+			return outcome{failed: "projects", detail: fmt.Sprintf("no project given (the runner's job_info.project_full_path is empty, and CI_PROJECT_PATH is the job's own claim), and the rule needs one of %s", list(c.Projects))}
 		}
 		i := matchAny(r.projects, in.Project)
 		if i < 0 {

@@ -571,3 +571,79 @@ func TestPrepareWithEngine(t *testing.T) {
 		})
 	}
 }
+
+// Without the runner's job_info.project_full_path, CI_PROJECT_PATH — a variable the job
+// can set — must not satisfy a projects condition.
+func TestProjectsConditionIgnoresCIProjectPath(t *testing.T) {
+	w := newWorld(t, deployers)
+	j := w.jobResponse("CI_PROJECT_PATH", "ops/infra")
+	j.Info.ProjectFullPath = ""
+	d, err := w.engine(t).Decide(context.Background(), j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Allow || !strings.Contains(d.Reason, "no project given") {
+		t.Errorf("decision = %+v: CI_PROJECT_PATH satisfied the projects condition", d)
+	}
+}
+
+// A denial may be told to the requester only for a chat job whose identity checked out.
+func TestTellRequesterOnlyForVerifiedChatJobs(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		setup func(*world)
+		vars  []string
+		tell  bool
+	}{
+		{"denied chat job", func(w *world) { w.gitlab.Jobs[jobToken] = chatJob(gitlab.User{ID: bobID, Username: "bob"}) },
+			[]string{"GITLAB_USER_ID", "8", "GITLAB_USER_LOGIN", "bob"}, true},
+		{"spoofed user", func(w *world) { w.gitlab.Jobs[jobToken] = chatJob(gitlab.User{ID: bobID, Username: "bob"}) }, nil, false},
+		{"push job claiming chat", func(w *world) {
+			j := chatJob(alice)
+			j.Pipeline.Source = "push"
+			w.gitlab.Jobs[jobToken] = j
+		}, []string{"CI_PIPELINE_SOURCE", "push"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, deployers)
+			tt.setup(w)
+			d, err := w.engine(t).Decide(context.Background(), w.jobResponse(tt.vars...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allow || d.TellRequester != tt.tell {
+				t.Errorf("decision = %+v, want a denial with TellRequester %v", d, tt.tell)
+			}
+		})
+	}
+}
+
+// Across the runner's retries of a prepare that died, the audit log holds one decision
+// and notes each retry.
+func TestRecordedDecisionAndRetryNote(t *testing.T) {
+	w := newWorld(t, deployers)
+	e := w.engine(t)
+	if _, ok, err := e.Recorded(4242); ok || err != nil {
+		t.Fatalf("Recorded before any decision = %v, %v", ok, err)
+	}
+	j := w.jobResponse()
+	d, err := e.Decide(context.Background(), j)
+	if err != nil || !d.Allow {
+		t.Fatalf("Decide = %+v, %v", d, err)
+	}
+	got, ok, err := e.Recorded(4242)
+	if err != nil || !ok || got.Allow != d.Allow || got.Rule != d.Rule {
+		t.Fatalf("Recorded = %+v, %v, %v; want %+v", got, ok, err, d)
+	}
+	if err := e.NoteRetry(j, 2, got); err != nil {
+		t.Fatal(err)
+	}
+	recs := w.auditLines(t)
+	if len(recs) != 2 || recs[0].Decision != "allow" || recs[1].Decision != policy.RetryDecision || !strings.Contains(recs[1].Reason, "attempt 2") {
+		t.Fatalf("audit records %+v", recs)
+	}
+	// A retry note is not a decision.
+	if again, _, _ := e.Recorded(4242); again.Rule != d.Rule || !again.Allow {
+		t.Errorf("Recorded after the note = %+v", again)
+	}
+}

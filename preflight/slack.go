@@ -22,6 +22,8 @@ var NeededScopes = []Scope{
 	{"files:write", "upload long output into the thread (files.getUploadURLExternal, files.completeUploadExternal)"},
 	{"channels:read", "let check --online see the policy's public channels (conversations.info)"},
 	{"groups:read", "let check --online see the policy's private channels (conversations.info)"},
+	{"channels:history", "settle a post cut short by a crash by finding it in a public channel (conversations.history, conversations.replies)"},
+	{"groups:history", "the same in private channels"},
 }
 
 const reinstall = "add it under OAuth & Permissions > Bot Token Scopes (slack-app-manifest.yml lists it), reinstall the app to the workspace, and write the new xoxb- token into slack.token_file"

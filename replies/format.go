@@ -33,7 +33,7 @@ func (j Job) clip(s string, n int) string { return oneLine(Redact(s, j.Secrets),
 
 // Status is how the job ended.
 type Status struct {
-	State    string // "succeeded", "failed", "cancelled", "timed out" or "denied"
+	State    string // "succeeded", "failed", "cancelled", "timed out", "stopped" or "denied"
 	ExitCode int
 	Elapsed  time.Duration
 	Reason   string // for "denied", and failures of the executor itself
@@ -104,6 +104,7 @@ var statusEmoji = map[string]string{
 	"cancelled": ":no_entry_sign:",
 	"timed out": ":alarm_clock:",
 	"denied":    ":lock:",
+	"stopped":   ":octagonal_sign:",
 }
 
 // StatusText is the one-line final status: who, what, how it ended, how long, where.
@@ -118,7 +119,7 @@ func StatusText(j Job, s Status) string {
 		b += fmt.Sprintf(" with exit code %d", s.ExitCode)
 	case s.State == "denied" && s.Reason != "":
 		b += ": " + EscapeSlack(j.clip(s.Reason, 500))
-	case s.State == "failed" && s.Reason != "":
+	case (s.State == "failed" || s.State == "stopped") && s.Reason != "":
 		b += ": " + EscapeSlack(j.clip(s.Reason, 300))
 	}
 	if s.Elapsed > 0 && s.State != "denied" {
@@ -127,9 +128,13 @@ func StatusText(j Job, s Status) string {
 	return b + " · " + link(j)
 }
 
-// DeniedText is the ephemeral message that tells the requester why their job did not run.
-func DeniedText(j Job, reason string) string {
-	return ":lock: You may not run " + what(j) + ": " + EscapeSlack(j.clip(reason, 1000)) + " · " + link(j)
+// DeniedText is the ephemeral message that tells the requester their job did not run. It
+// quotes nothing the job controls — no job name, input or reason built from them: the
+// bot's voice must not relay a job's text. Only the job id, the policy's rule name (the
+// admin's) and the job's page on the configured GitLab (url, "" for none) appear; the
+// reason is in the job log.
+func DeniedText(id int64, rule, url string) string {
+	return ":lock: The runner's policy denied your chat command (rule " + inlineCode(oneLine(rule, 100)) + "); the job's log says why · " + link(Job{ID: id, URL: url})
 }
 
 // Output is the output part of a reply.

@@ -24,8 +24,8 @@ func TestMessageTexts(t *testing.T) {
 			":alarm_clock: <@U0123ABCD> *deploy* in ops/infra timed out after 1m0s · <https://gitlab.example.com/ops/infra/-/jobs/42|job #42>"},
 		{"progress", ProgressText(testJob, 90*time.Second, "copying <files> & more"),
 			":hourglass_flowing_sand: <@U0123ABCD> *deploy* in ops/infra running for 1m30s · <https://gitlab.example.com/ops/infra/-/jobs/42|job #42>\n> copying &lt;files&gt; &amp; more"},
-		{"denied", DeniedText(testJob, `rule "x" denies it: <secret plan>`),
-			":lock: You may not run *deploy* in ops/infra: rule \"x\" denies it: &lt;secret plan&gt; · <https://gitlab.example.com/ops/infra/-/jobs/42|job #42>"},
+		{"denied", DeniedText(42, "ops-only", "https://gitlab.example.com/ops/infra/-/jobs/42"),
+			":lock: The runner's policy denied your chat command (rule `ops-only`); the job's log says why · <https://gitlab.example.com/ops/infra/-/jobs/42|job #42>"},
 		// Anything the job controls is escaped: no mentions, broadcasts or links.
 		{"hostile job fields", StartText(Job{ID: 1, Name: "<!channel>", ChatUser: "<!here>", Input: "`x` <@U999>\nsecond line", URL: "https://evil|click"}),
 			":arrow_forward: started *&lt;!channel&gt;* with `'x' &lt;@U999&gt; …` · job #1"},

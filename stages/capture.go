@@ -45,6 +45,9 @@ func isMainScript(stage string) bool { return stage == "build_script" || stage =
 type ReplyCapture struct {
 	st   State
 	last lastLine
+	// root and maxState are the state directory and its bound (see budget.go); 0: none.
+	root     string
+	maxState int64
 }
 
 // NewReplyCapture returns the Capturer for the job whose state is st.
@@ -72,8 +75,16 @@ func (rc *ReplyCapture) Capture(stage string) (io.WriteCloser, error) {
 		all = sc.output
 	}
 	sc.capture = replies.NewCapture(sc.section, all, prior)
-	return sc, nil
+	var w io.WriteCloser = sc
+	if rc.maxState > 0 {
+		w = &budgetSink{w: sc, root: rc.root, max: rc.maxState, usage: diskUsage}
+	}
+	return &lossySink{w: w}, nil
 }
+
+// Bound makes the capture stay within the host-wide bound max on everything under the
+// state directory root (executor.max_state_size).
+func (rc *ReplyCapture) Bound(root string, max int64) { rc.root, rc.maxState = root, max }
 
 // LastLine returns the last complete, non-blank line of output seen so far, raw.
 func (rc *ReplyCapture) LastLine() string { return rc.last.get() }
@@ -86,7 +97,11 @@ type stageCapture struct {
 
 func (sc *stageCapture) Write(p []byte) (int, error) {
 	sc.rc.last.Write(p)
-	return sc.capture.Write(p)
+	n, err := sc.capture.Write(p)
+	if err == nil {
+		err = sc.capture.Err() // a spool that failed: the lossy sink counts what is lost
+	}
+	return n, err
 }
 
 func (sc *stageCapture) Close() error {

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/chatops-executor/chatops-executor/delivery"
@@ -16,14 +18,9 @@ import (
 	"github.com/chatops-executor/chatops-executor/replies"
 )
 
-// Time budgets for chat delivery within a stage. What does not get through in time waits
-// in the outbox for a later stage, cleanup or `flush`; a stage never fails because of chat.
-const (
-	prepareBudget = 10 * time.Second
-	cleanupBudget = 30 * time.Second
-	// flushBudget bounds cleanup's opportunistic delivery of other jobs' waiting replies.
-	flushBudget = 10 * time.Second
-)
+// Time budgets for chat delivery within a stage are slack.prepare_budget, cleanup_budget
+// and flush_budget. What does not get through in time waits in the outbox for a later
+// stage, cleanup or `flush`; a stage never fails because of chat.
 
 // NewPoster makes the Slack client. It is a variable of Stages so tests can count calls;
 // the default is delivery.NewSlack.
@@ -86,6 +83,16 @@ func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
 	}
 }
 
+// trustedJobURL is the job's page built only from what the job cannot set: gitlab.url and
+// the runner's job_info.project_full_path; "" when either is missing.
+func (s *Stages) trustedJobURL(j *job.Response) string {
+	base := strings.TrimRight(s.Cfg.GitLab.URL, "/")
+	if base == "" || j.Info.ProjectFullPath == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/%s/-/jobs/%d", base, j.Info.ProjectFullPath, j.ID)
+}
+
 // jobURL is the link to the job's page. CI_JOB_URL is a job variable and could point
 // anywhere, so with gitlab.url configured the link is built from it; otherwise
 // CI_JOB_URL is used only when it is a plain http(s) URL.
@@ -115,9 +122,16 @@ func (c *chat) send(ctx context.Context, log io.Writer, budget time.Duration, ms
 	}
 }
 
-// announce posts the start message (with ack) or tells a denied requester why.
-func (s *Stages) announce(ctx context.Context, j *job.Response, denied bool, reason string) {
+// announce posts the start message (with ack) or tells a denied requester (d) that the
+// job did not run — only when the policy says the requester may be told: a job that is not
+// a verified chat job chose CHAT_USER_ID and CHAT_CHANNEL itself.
+func (s *Stages) announce(ctx context.Context, j *job.Response, d *Decision) {
+	denied := d != nil
 	if !denied && !s.Cfg.Slack.Ack {
+		return
+	}
+	if denied && !d.TellRequester {
+		fmt.Fprintf(s.Stderr, "%s: the denial is not told in chat: the job is not a chat job whose requester checked out\n", DriverName)
 		return
 	}
 	c := s.openChat(j, s.Stderr)
@@ -129,12 +143,21 @@ func (s *Stages) announce(ctx context.Context, j *job.Response, denied bool, rea
 			fmt.Fprintf(s.Stderr, "%s: cannot tell the requester in chat: CHAT_USER_ID %q is not a Slack user id\n", DriverName, oneLineForLog(c.user))
 			return
 		}
-		c.send(ctx, s.Stderr, prepareBudget, delivery.Message{
-			Kind: delivery.KindEphemeral, Channel: c.channel, User: c.user, Text: replies.DeniedText(c.job, reason),
+		if c.queue.Has("denied") {
+			c.deliver(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D())
+			return
+		}
+		c.send(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D(), delivery.Message{
+			Kind: delivery.KindEphemeral, Name: "denied", Channel: c.channel, User: c.user, Text: replies.DeniedText(j.ID, d.Rule, s.trustedJobURL(j)),
 		})
 		return
 	}
-	c.send(ctx, s.Stderr, prepareBudget, delivery.Message{
+	if c.queue.Has("start") {
+		// A retried prepare: the first attempt queued it; deliver what may still wait.
+		c.deliver(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D())
+		return
+	}
+	c.send(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D(), delivery.Message{
 		Kind: delivery.KindPost, Name: "start", Channel: c.channel, Text: replies.StartText(c.job),
 	})
 }
@@ -175,21 +198,22 @@ func (s *Stages) progress(ctx context.Context, j *job.Response, rec JobRecord, r
 	}
 }
 
-// reply builds the job's reply from what the run stages captured and delivers it, or
-// leaves it in the outbox. Problems go to the runner log; none fails the job.
-func (s *Stages) reply(ctx context.Context, j *job.Response, st State, o Outcome) {
+// queueReply builds the job's reply from what the run stages captured and queues it whole,
+// in one atomic step, before any of it is sent: a process killed at any point leaves
+// either no reply queued (and the state, from which the next sweeper builds it) or all
+// of it. A reply already queued by an earlier, killed, cleanup is not queued again. It
+// returns the job's chat, nil when replies are off, and an error when the reply could not
+// be queued (the caller keeps the state, so that a later sweeper tries again). Problems
+// with the reply's content go to the log; none fails the job.
+func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error) {
 	c := s.openChat(j, s.Stderr)
 	if c == nil {
-		return
+		return nil, nil
 	}
-	defer func() {
-		if err := c.queue.Close(); err != nil {
-			fmt.Fprintf(s.Stderr, "%s: chat: %v\n", DriverName, err)
-		}
-	}()
 	status := replies.Status{State: string(o.Status), ExitCode: o.ExitCode, Elapsed: o.Elapsed, Reason: o.Reason}
-	if o.Status == Denied {
-		return // the requester was told in prepare
+	if o.Status == Denied || c.queue.Has(finalName) {
+		// The requester was told in prepare, or the reply is already queued.
+		return c, c.close()
 	}
 	haveStart := s.Cfg.Slack.Ack && c.queue.Has("start")
 	var msgs []delivery.Message
@@ -223,10 +247,63 @@ func (s *Stages) reply(ctx context.Context, j *job.Response, st State, o Outcome
 			msgs = append(msgs, delivery.Message{Kind: delivery.KindPost, ThreadOf: thread, Channel: c.channel, Text: body})
 		}
 	}
-	c.send(ctx, s.Stderr, cleanupBudget, msgs...)
-	// Later invocations deliver what earlier ones could not: Slack is evidently up.
-	if _, err := c.outbox.Flush(ctx, delivery.FlushOptions{Skip: j.IDString(), JobBudget: flushBudget / 2, Total: flushBudget}); err != nil {
+	if len(msgs) == 0 {
+		return c, c.close()
+	}
+	msgs[0].Name = finalName
+	if err := c.queue.Enqueue(msgs...); err != nil {
+		// Most likely the disk is full (the job's own output may have filled it): the raw
+		// output goes to make room, and the status alone is queued, saying why.
+		fmt.Fprintf(s.Stderr, "%s: chat reply not queued: %v; queueing its status alone\n", DriverName, err)
+		freeCapture(st)
+		why := "an error on the runner"
+		if errors.Is(err, syscall.ENOSPC) {
+			why = "the runner's disk is full"
+		}
+		text := replies.StatusText(c.job, status) + "\n_(the output could not be kept for chat: " + why + ")_"
+		short := delivery.Message{Kind: delivery.KindPost, Name: finalName, Channel: c.channel, Text: text}
+		if haveStart {
+			short = delivery.Message{Kind: delivery.KindUpdate, Name: finalName, Target: "start", Channel: c.channel, Text: text}
+		}
+		if err := c.queue.Enqueue(short); err != nil {
+			return c, fmt.Errorf("chat reply not queued: %w", err)
+		}
+	}
+	return c, c.close()
+}
+
+// close records that nothing more will be queued for the job: whoever delivers its last
+// message removes its queue, even if this process dies before it delivers anything.
+func (c *chat) close() error {
+	if err := c.queue.Close(); err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	return nil
+}
+
+// deliverReply sends what the job's queue holds within cleanup's budget.
+func (s *Stages) deliverReply(ctx context.Context, c *chat) {
+	c.deliver(ctx, s.Stderr, s.Cfg.Slack.CleanupBudget.D())
+}
+
+// flushOthers delivers what other jobs left waiting, within slack.flush_budget: Slack is
+// evidently up.
+func (s *Stages) flushOthers(ctx context.Context, j *job.Response, c *chat) {
+	fb := s.Cfg.Slack.FlushBudget.D()
+	if _, err := c.outbox.Flush(ctx, delivery.FlushOptions{Skip: j.IDString(), JobBudget: fb / 2, Total: fb}); err != nil {
 		fmt.Fprintf(s.Stderr, "%s: chat: flushing the outbox: %v\n", DriverName, err)
+	}
+}
+
+// deliver sends what waits in the job's queue within budget, reporting in log.
+func (c *chat) deliver(ctx context.Context, log io.Writer, budget time.Duration) {
+	rep, err := c.queue.Deliver(ctx, budget)
+	if err != nil {
+		fmt.Fprintf(log, "%s: chat: %v\n", DriverName, err)
+		return
+	}
+	if !rep.Clear() {
+		fmt.Fprintf(log, "%s: chat: %s (run '%s flush' to retry)\n", DriverName, rep.String(), DriverName)
 	}
 }
 
@@ -281,6 +358,9 @@ func (s *Stages) buildOutput(st State, secrets replies.Secrets, status replies.S
 	err = copySpool(cleaner, raw)
 	if cerr := cleaner.Close(); err == nil {
 		err = cerr
+	}
+	if note := readLossNote(st); note != "" && err == nil {
+		_, err = fmt.Fprintf(w, "\n[… the executor could not capture all of the output; the reply is incomplete: %s …]\n", noteText(note))
 	}
 	if ferr := w.Flush(); err == nil {
 		err = ferr
@@ -407,4 +487,13 @@ func oneLineForLog(s string) string {
 		s = s[:64] + "…"
 	}
 	return strings.ToValidUTF8(strings.NewReplacer("\n", " ", "\r", " ").Replace(s), "?")
+}
+
+// noteText is the capture's loss note for the reply: one line, at most 400 bytes.
+func noteText(note string) string {
+	note = strings.ReplaceAll(strings.ReplaceAll(note, "\r", " "), "\n", "; ")
+	if len(note) > 400 {
+		note = note[:400] + "…"
+	}
+	return strings.ToValidUTF8(note, "?")
 }

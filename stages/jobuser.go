@@ -223,3 +223,26 @@ func (s *Stages) releaseUID(j *job.Response, uid uint32) error {
 	}
 	return nil
 }
+
+// retireUser does, for a job whose cleanup died, cleanup's share of isolation: it stops
+// what is left of the job's processes and gives its uid back (taking the project's cache
+// back first when the job, j, is known).
+func (s *Stages) retireUser(jobID int64, st State, j *job.Response) {
+	uid, held, err := s.stopLeftovers(jobID, st)
+	if err != nil {
+		fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, jobID, err)
+	}
+	if !held {
+		return
+	}
+	if j != nil {
+		if err := s.releaseUID(j, uid); err != nil {
+			fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, jobID, err)
+		}
+		return
+	}
+	l, _ := s.leaser()
+	if _, err := l.Release(jobID); err != nil {
+		fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, jobID, err)
+	}
+}

@@ -63,12 +63,19 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 		return err
 	}
 	st := OpenState(s.Cfg.Executor.StateDir, j.ID)
+	if st.Exists() {
+		unlock := s.lockForCall(st)
+		defer unlock()
+	}
 	rec, err := st.ReadJob()
 	if err != nil {
 		return failure.Systemf("%w", err)
 	}
 	if rec.Denied {
 		return failure.Buildf("job denied: %s", rec.DenyReason)
+	}
+	if !rec.Decided {
+		return failure.Systemf("job %d was never decided by the policy: prepare did not finish", j.ID)
 	}
 	u, err := s.userOf(rec)
 	if err != nil {
@@ -79,7 +86,9 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 		return failure.Systemf("%w", err)
 	}
 	result := StageRecord{Stage: stage, Seq: seq, StartedAt: s.now()}
+	s.startStage(st, result)
 	capture := NewReplyCapture(st)
+	capture.Bound(s.Cfg.Executor.StateDir, int64(s.Cfg.Executor.MaxStateSize))
 	if IsUserScript(stage) {
 		pctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -91,8 +100,10 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	if kind, _, _ := failure.Classify(runErr); runErr != nil && kind == failure.System && result.Error == "" {
 		result.Error = runErr.Error()
 	}
-	if err := st.WriteStage(result); err != nil {
-		return failure.Systemf("%w", errors.Join(runErr, err))
+	if err := s.endStage(st, result); err != nil {
+		// The job's result is the script's, whatever became of the record: cleanup reads
+		// the start record and the runner's CI_JOB_STATUS instead.
+		fmt.Fprintf(s.Stderr, "%s: warning: the stage's end could not be recorded: %v\n", DriverName, err)
 	}
 	return runErr
 }
@@ -129,7 +140,9 @@ func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, c
 	var sink io.WriteCloser
 	if capture != nil {
 		if sink, err = capture.Capture(stage); err != nil {
-			return failure.Systemf("start output capture: %w", err)
+			// No capture costs the reply, never the job.
+			s.captureLost(st, stage, fmt.Errorf("start output capture: %w", err))
+			sink = nil
 		}
 	}
 	var copyDone chan error
@@ -186,6 +199,7 @@ loop:
 			fmt.Fprintf(s.Stderr, "\n%s: received %v: stopping the job's processes (grace period %s)\n",
 				DriverName, sig, s.Cfg.Executor.KillGrace)
 			terminate(u, pgid, syscall.SIGTERM)
+			s.noteTerminated(st, *result)
 			killTimer = time.After(s.Cfg.Executor.KillGrace.D())
 		case <-killTimer:
 			fmt.Fprintf(s.Stderr, "%s: processes still running after %s: killing them\n", DriverName, s.Cfg.Executor.KillGrace)
@@ -212,7 +226,7 @@ loop:
 		}
 		pipeR.Close()
 		if err := sink.Close(); err != nil && copyErr == nil {
-			copyErr = fmt.Errorf("finish output capture: %w", err)
+			copyErr = err
 		}
 	}
 
@@ -223,6 +237,10 @@ loop:
 	}
 	if waitErr != nil && cmd.ProcessState == nil {
 		return failure.Systemf("wait for script: %w", waitErr)
+	}
+	if errors.Is(copyErr, errCapture) {
+		s.captureLost(st, stage, copyErr)
+		copyErr = nil
 	}
 	if copyErr != nil {
 		return failure.Systemf("copy job output: %w", copyErr)

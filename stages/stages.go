@@ -62,6 +62,8 @@ type Stages struct {
 	NewPoster NewPoster
 	// Geteuid is the executor's effective uid; nil means os.Geteuid.
 	Geteuid func() int
+	// GitLab, when set, tells cleanup how GitLab sees a job the runner stopped.
+	GitLab JobSource
 }
 
 func (s *Stages) now() time.Time {
@@ -124,6 +126,10 @@ func (s *Stages) Config(context.Context) error {
 // Prepare identifies the job, decides whether it may run, and creates its state and build
 // directory. A job that may not run fails here, as a build failure, before any of its
 // script has run.
+//
+// The runner retries a prepare that failed or died (up to three attempts, each after a
+// cleanup), so Prepare is idempotent: a retry reuses the recorded decision (the audit log
+// notes the retry instead of deciding again) and the start message already queued.
 func (s *Stages) Prepare(ctx context.Context) error {
 	j, err := s.loadJob()
 	if err != nil {
@@ -133,38 +139,31 @@ func (s *Stages) Prepare(ctx context.Context) error {
 	if err := st.Create(); err != nil {
 		return failure.Systemf("%w", err)
 	}
-	rec := JobRecord{
-		JobID:          j.ID,
-		Name:           j.Info.Name,
-		Project:        j.ProjectPath(),
-		PreparedAt:     s.now(),
-		TimeoutSeconds: j.RunnerInfo.Timeout,
-		BuildDir:       s.buildDir(j),
+	unlock := s.lockForCall(st)
+	defer unlock()
+	rec, err := s.beginPrepare(st, j)
+	if err != nil {
+		return failure.Systemf("%w", err)
 	}
 	chat := j.Chat()
 	fmt.Fprintf(s.Stdout, "Preparing chat job %d (%s) of %s with %s %s\n", j.ID, j.Info.Name, rec.Project, DriverName, s.Version)
-
-	deny := func(reason string) error {
-		rec.Denied, rec.DenyReason = true, reason
-		if err := st.WriteJob(rec); err != nil {
-			return failure.Systemf("%w", err)
-		}
-		s.announce(ctx, j, true, reason)
-		return failure.Buildf("job denied: %s", reason)
+	if rec.Attempts > 1 {
+		fmt.Fprintf(s.Stdout, "This is the runner's attempt %d to prepare the job\n", rec.Attempts)
 	}
 	if chat.UserID != "" {
 		fmt.Fprintf(s.Stdout, "Requested by chat user %s in channel %s\n", chat.UserID, chat.Channel)
 	}
-	decider := s.Decider
-	if decider == nil {
-		decider = AllowAll{}
-	}
-	d, err := decider.Decide(ctx, j)
+	d, err := s.decide(ctx, j, st, &rec)
 	if err != nil {
 		return failure.Systemf("policy decision: %w", err)
 	}
 	if !d.Allow {
-		return deny(d.Reason)
+		rec.Prepared = true
+		if err := st.WriteJob(rec); err != nil {
+			return failure.Systemf("%w", err)
+		}
+		s.announce(ctx, j, &d)
+		return failure.Buildf("job denied: %s", d.Reason)
 	}
 
 	u, err := s.chooseUser(j, rec.BuildDir)
@@ -176,17 +175,22 @@ func (s *Stages) Prepare(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintln(s.Stdout, u.describe())
+	s.announce(ctx, j, nil)
+	// Last: a record that says "prepared" must mean everything above happened.
+	rec.Prepared = true
 	if err := st.WriteJob(rec); err != nil {
 		return failure.Systemf("%w", err)
 	}
-	s.announce(ctx, j, false, "")
 	return nil
 }
 
 // Cleanup ends the job: it kills whatever the job left running, derives the final status,
-// and removes the build directory and the state. It reports problems in the runner's log
-// but fails only when the job's files could not be removed: chat being unreachable is
-// never a reason to fail a job.
+// queues the reply, removes the build directory and the state, and then delivers. It
+// reports problems in the runner's log but fails only when the job's files could not be
+// removed: chat being unreachable is never a reason to fail a job.
+//
+// Every step is safe to be killed at: see lifecycle.go for how the next sweeper (a later
+// cleanup, `flush`) finishes what this one could not.
 func (s *Stages) Cleanup(ctx context.Context) error {
 	j, err := s.loadJob()
 	if err != nil {
@@ -197,31 +201,86 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 	if stopErr != nil {
 		fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, j.ID, stopErr)
 	}
-	var outcome Outcome
+	if !st.Exists() {
+		// config or prepare failed before the state existed: nothing ran.
+		_, err := st.ReadJob()
+		fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, j.ID, err)
+		s.sweep(ctx, j.ID)
+		return s.removeBuildDir(j)
+	}
+	unlock := s.lockForCall(st)
 	rec, err := st.ReadJob()
 	if err != nil {
-		// config or prepare failed before the state existed: nothing ran.
+		unlock()
 		fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, j.ID, err)
-	} else {
-		stagesRun, serr := st.Stages()
-		if serr != nil {
-			fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, j.ID, serr)
+		s.sweep(ctx, j.ID)
+		return nil // a prepare that died before recording anything; its retry starts over
+	}
+	runner := RunnerJobStatus(j, s.Getenv)
+	if s.preparePending(st, rec, runner) {
+		if rec.Prepared {
+			// The attempt may have failed after all: a sweeper must wait for the retry.
+			rec.Prepared, rec.AttemptEnded = false, true
+			if err := st.WriteJob(rec); err != nil {
+				fmt.Fprintf(s.Stderr, "%s: job %d: warning: %v\n", DriverName, j.ID, err)
+			}
 		}
-		outcome = Derive(rec, stagesRun, s.now())
-		fmt.Fprintf(s.Stderr, "%s: job %d (%s) %s\n", DriverName, j.ID, rec.Name, outcome)
-		s.reply(ctx, j, st, outcome)
+		unlock()
+		fmt.Fprintf(s.Stderr, "%s: job %d: prepare attempt %d did not finish; the job's state is kept for the runner's next attempt\n", DriverName, j.ID, rec.Attempts)
+		return nil
 	}
-	var firstErr error
-	if err := os.RemoveAll(s.buildDir(j)); err != nil {
-		firstErr = failure.Systemf("remove build dir: %w", err)
+	started := s.now()
+	if err := st.writeCleanup(cleanupRecord{StartedAt: started, Runner: runner}); err != nil {
+		fmt.Fprintf(s.Stderr, "%s: job %d: warning: %v\n", DriverName, j.ID, err)
 	}
+	outcome := s.askGitLab(ctx, j, s.finalOutcome(j, st, rec, runner, started))
+	fmt.Fprintf(s.Stderr, "%s: job %d (%s) %s\n", DriverName, j.ID, rec.Name, outcome)
+	if note := readLossNote(st); note != "" {
+		fmt.Fprintf(s.Stderr, "%s: job %d: the chat reply is incomplete: %s\n", DriverName, j.ID, noteText(note))
+	}
+	c, qerr := s.queueReply(j, st, outcome)
+	firstErr := s.removeBuildDir(j)
 	if hasLease {
 		if err := s.releaseUID(j, leased); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
-	if err := st.Remove(); err != nil && firstErr == nil {
+	if qerr != nil {
+		// Kept for a later cleanup or `flush` to queue the reply (within a bound).
+		fmt.Fprintf(s.Stderr, "%s: job %d: %v; the job's state is kept for 'chatops-executor flush'\n", DriverName, j.ID, qerr)
+	} else if err := removeState(st); err != nil && firstErr == nil {
+		// The reply is queued whole: the raw output goes before anything is sent, so a
+		// cleanup killed while Slack is slow leaves none behind.
 		firstErr = failure.Systemf("%w", err)
 	}
+	unlock()
+	if c != nil {
+		s.deliverReply(ctx, c)
+	}
+	s.sweep(ctx, j.ID)
+	if c != nil {
+		s.flushOthers(ctx, j, c)
+	}
 	return firstErr
+}
+
+func (s *Stages) removeBuildDir(j *job.Response) error {
+	if err := os.RemoveAll(s.buildDir(j)); err != nil {
+		return failure.Systemf("remove build dir: %w", err)
+	}
+	return nil
+}
+
+// sweep finishes other jobs whose cleanup died, within slack.flush_budget, and reports
+// in the runner log.
+func (s *Stages) sweep(ctx context.Context, self int64) {
+	ctx, cancel := context.WithTimeout(ctx, s.Cfg.Slack.FlushBudget.D())
+	defer cancel()
+	recovered, err := s.Sweep(ctx, self)
+	for _, r := range recovered {
+		fmt.Fprintf(s.Stderr, "%s: job %s: %s\n", DriverName, r.JobID, r.What)
+	}
+	if err != nil {
+		fmt.Fprintf(s.Stderr, "%s: sweeping state: %v\n", DriverName, err)
+	}
 }

@@ -169,7 +169,7 @@ func TestPrepareDeniedByPolicy(t *testing.T) {
 	if rerr != nil || !rec.Denied {
 		t.Fatalf("denial not recorded for cleanup: %+v %v", rec, rerr)
 	}
-	if o := Derive(rec, nil, time.Now()); o.Status != Denied || o.Reason != "alice may not deploy" {
+	if o := Derive(rec, nil, "", time.Now()); o.Status != Denied || o.Reason != "alice may not deploy" {
 		t.Errorf("outcome = %v", o)
 	}
 	if _, serr := os.Stat(filepath.Join(f.dir, "ran")); serr == nil {
@@ -282,7 +282,7 @@ func TestRunSignalStopsProcessGroup(t *testing.T) {
 			if len(recs) != 1 || !recs[0].Terminated {
 				t.Fatalf("records = %+v, want one terminated", recs)
 			}
-			if o := Derive(rec, recs, time.Now()); o.Status != Cancelled {
+			if o := Derive(rec, recs, "", time.Now()); o.Status != Cancelled {
 				t.Errorf("outcome = %v, want cancelled", o)
 			}
 		})
@@ -368,25 +368,52 @@ func TestDerive(t *testing.T) {
 	term := func(stage string, after time.Duration) StageRecord {
 		return StageRecord{Stage: stage, Terminated: true, TerminatedAt: start.Add(after), ExitCode: 1}
 	}
+	running := func(stage string) StageRecord { return StageRecord{Stage: stage, Running: true} }
+	termRunning := func(stage string, after time.Duration) StageRecord {
+		r := term(stage, after)
+		r.Running = true
+		return r
+	}
 	tests := []struct {
-		name string
-		job  JobRecord
-		recs []StageRecord
-		want Outcome
+		name   string
+		job    JobRecord
+		recs   []StageRecord
+		runner RunnerStatus
+		want   Outcome
 	}{
-		{"success", job, []StageRecord{rec("prepare_script", 0), rec("build_script", 0), rec("after_script", 0)}, Outcome{Status: Succeeded}},
-		{"script fails", job, []StageRecord{rec("build_script", 4), rec("after_script", 0)}, Outcome{Status: Failed, ExitCode: 4, Stage: "build_script"}},
-		{"after_script failure ignored", job, []StageRecord{rec("build_script", 0), rec("after_script", 1)}, Outcome{Status: Succeeded}},
-		{"get_sources fails first", job, []StageRecord{rec("get_sources", 1)}, Outcome{Status: Failed, ExitCode: 1, Stage: "get_sources"}},
-		{"step_release fails", job, []StageRecord{rec("build_script", 0), rec("step_release", 2)}, Outcome{Status: Failed, ExitCode: 2, Stage: "step_release"}},
-		{"cancelled", job, []StageRecord{term("build_script", time.Minute), rec("after_script", 0)}, Outcome{Status: Cancelled, Stage: "build_script"}},
-		{"timed out", job, []StageRecord{term("build_script", 595*time.Second)}, Outcome{Status: TimedOut, Stage: "build_script"}},
-		{"denied", JobRecord{PreparedAt: start, Denied: true, DenyReason: "no"}, nil, Outcome{Status: Denied, Reason: "no"}},
-		{"executor error", job, []StageRecord{{Stage: "build_script", ExitCode: -1, Error: "start bash: not found"}}, Outcome{Status: Failed, ExitCode: -1, Stage: "build_script", Reason: "start bash: not found"}},
+		{"success", job, []StageRecord{rec("prepare_script", 0), rec("build_script", 0), rec("after_script", 0)}, "", Outcome{Status: Succeeded}},
+		{"script fails", job, []StageRecord{rec("build_script", 4), rec("after_script", 0)}, "", Outcome{Status: Failed, ExitCode: 4, Stage: "build_script"}},
+		{"after_script failure ignored", job, []StageRecord{rec("build_script", 0), rec("after_script", 1)}, "", Outcome{Status: Succeeded}},
+		{"get_sources fails first", job, []StageRecord{rec("get_sources", 1)}, "", Outcome{Status: Failed, ExitCode: 1, Stage: "get_sources"}},
+		{"step_release fails", job, []StageRecord{rec("build_script", 0), rec("step_release", 2)}, "", Outcome{Status: Failed, ExitCode: 2, Stage: "step_release"}},
+		{"cancelled", job, []StageRecord{term("build_script", time.Minute), rec("after_script", 0)}, "", Outcome{Status: Cancelled, Stage: "build_script"}},
+		{"timed out", job, []StageRecord{term("build_script", 595*time.Second)}, "", Outcome{Status: TimedOut, Stage: "build_script"}},
+		{"denied", JobRecord{PreparedAt: start, Denied: true, DenyReason: "no"}, nil, "", Outcome{Status: Denied, Reason: "no"}},
+		{"executor error", job, []StageRecord{{Stage: "build_script", ExitCode: -1, Error: "start bash: not found"}}, "", Outcome{Status: Failed, ExitCode: -1, Stage: "build_script", Reason: "start bash: not found"}},
+		// The runner's word settles what the records cannot.
+		{"killed mid-script, runner says cancelled", job, []StageRecord{rec("prepare_script", 0), termRunning("build_script", time.Minute)}, RunnerCanceled, Outcome{Status: Cancelled, Stage: "build_script"}},
+		{"killed mid-script by SIGKILL alone", job, []StageRecord{running("build_script")}, RunnerFailed, Outcome{Status: Failed, Stage: "build_script", Reason: "the executor was killed while build_script ran"}},
+		{"killed mid-script, no word", job, []StageRecord{running("build_script")}, "", Outcome{Status: Failed, Stage: "build_script", Reason: "the executor was killed while build_script ran"}},
+		{"killed mid-script at the timeout", JobRecord{PreparedAt: start, TimeoutSeconds: 60}, []StageRecord{running("build_script")}, RunnerFailed, Outcome{Status: TimedOut, Stage: "build_script"}},
+		{"cancel before any stage", job, nil, RunnerCanceled, Outcome{Status: Cancelled}},
+		{"cancel after prepare_script", job, []StageRecord{rec("prepare_script", 0)}, RunnerCanceled, Outcome{Status: Cancelled}},
+		{"nothing ran, no word", job, nil, "", Outcome{Status: Stopped, Reason: "the job ended before its script ran: cancelled, or stopped by the runner"}},
+		{"cancel before the user script", job, []StageRecord{rec("prepare_script", 0)}, RunnerRunning, Outcome{Status: Stopped, Reason: "the job ended before its script ran: cancelled, or stopped by the runner"}},
+		{"stopped during get_sources", job, []StageRecord{rec("prepare_script", 0), term("get_sources", time.Minute)}, RunnerRunning, Outcome{Status: Stopped, Stage: "get_sources", Reason: "the runner stopped the job (aborted by GitLab, or the runner shut down)"}},
+		{"hard abort or runner shutdown", job, []StageRecord{term("build_script", time.Minute)}, RunnerFailed, Outcome{Status: Stopped, Stage: "build_script", Reason: "the runner stopped the job (aborted by GitLab, or the runner shut down)"}},
+		{"soft cancel", job, []StageRecord{term("build_script", time.Minute), rec("after_script", 0)}, RunnerCanceled, Outcome{Status: Cancelled, Stage: "build_script"}},
+		{"job timeout (runner says failed)", job, []StageRecord{term("build_script", 595*time.Second)}, RunnerFailed, Outcome{Status: TimedOut, Stage: "build_script"}},
+		{"script timeout", job, []StageRecord{term("build_script", time.Minute)}, RunnerTimedOut, Outcome{Status: TimedOut, Stage: "build_script"}},
+		{"after_script fails the job", job, []StageRecord{rec("build_script", 0), rec("after_script", 3)}, RunnerFailed, Outcome{Status: Failed, ExitCode: 3, Stage: "after_script"}},
+		{"cancelled after the script ended", job, []StageRecord{rec("build_script", 0)}, RunnerCanceled, Outcome{Status: Cancelled}},
+		{"after_script killed", job, []StageRecord{rec("build_script", 0), running("after_script")}, RunnerSuccess, Outcome{Status: Succeeded}},
+		{"after_script timed out on its own", job, []StageRecord{rec("build_script", 0), term("after_script", time.Minute)}, RunnerSuccess, Outcome{Status: Succeeded}},
+		{"job timeout in after_script", job, []StageRecord{rec("build_script", 0), term("after_script", 595*time.Second)}, RunnerSuccess, Outcome{Status: TimedOut, Stage: "after_script"}},
+		{"success confirmed", job, []StageRecord{rec("build_script", 0)}, RunnerSuccess, Outcome{Status: Succeeded}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Derive(tt.job, tt.recs, start.Add(time.Minute))
+			got := Derive(tt.job, tt.recs, tt.runner, start.Add(time.Minute))
 			tt.want.Elapsed = time.Minute
 			if got != tt.want {
 				t.Errorf("Derive = %+v, want %+v", got, tt.want)

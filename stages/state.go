@@ -41,15 +41,38 @@ type JobRecord struct {
 	RunAs      string    `json:"run_as,omitempty"`
 	Denied     bool      `json:"denied,omitempty"`
 	DenyReason string    `json:"deny_reason,omitempty"`
+
+	// The runner retries a prepare that failed or died, up to three times, with a cleanup
+	// after each attempt; see prepare.go. Attempts counts prepare's attempts, Decided says
+	// the policy's decision (Denied, Rule, Reason) is recorded, and Prepared that an attempt
+	// got to its end, so that run may follow.
+	Attempts int    `json:"attempts,omitempty"`
+	Deciding bool   `json:"deciding,omitempty"`
+	Decided  bool   `json:"decided,omitempty"`
+	Rule     string `json:"rule,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Prepared bool   `json:"prepared,omitempty"`
+	// AttemptEnded marks a prepare that got to its end but that no stage followed (see
+	// preparePending): if no retry comes, the job ended before its first stage.
+	AttemptEnded bool `json:"attempt_ended,omitempty"`
+	// Tell is the decision's TellRequester.
+	Tell bool `json:"tell_requester,omitempty"`
+	// RunnerFile is the runner's JOB_RESPONSE_FILE of the latest attempt. The runner removes
+	// it with its temporary directory after cleanup, so while it exists the runner still
+	// has the job; once it is gone the job is over, whatever became of its cleanup.
+	RunnerFile string `json:"runner_file,omitempty"`
 }
 
-// StageRecord is written by run for each stage it ran.
+// StageRecord is written by run for each stage it ran: once when the stage starts (Running
+// set) and again when it ends. A record still Running at cleanup is a stage whose executor
+// was killed (the runner's SIGKILL after graceful_kill_timeout, the OOM killer).
 type StageRecord struct {
 	Stage     string    `json:"stage"`
 	Seq       int       `json:"seq"`
 	StartedAt time.Time `json:"started_at"`
 	EndedAt   time.Time `json:"ended_at"`
 	ExitCode  int       `json:"exit_code"`
+	Running   bool      `json:"running,omitempty"`
 	// Terminated is set when the runner asked the stage to stop (SIGTERM): the job was
 	// cancelled or timed out.
 	Terminated   bool      `json:"terminated,omitempty"`
@@ -79,7 +102,10 @@ func (s State) Create() error {
 	if err := os.Mkdir(s.Dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create job state: %w", err)
 	}
-	return nil
+	if _, err := os.Stat(filepath.Join(s.Dir, lossNote)); err == nil {
+		return nil // a retried prepare: the note may already say something
+	}
+	return createLossNote(s.Dir)
 }
 
 // ErrNoState means prepare has not created the job's state (or cleanup removed it).
@@ -104,7 +130,19 @@ func (s State) WriteStage(r StageRecord) error {
 	if !stageNameRe.MatchString(r.Stage) {
 		return fmt.Errorf("invalid stage name %q", r.Stage)
 	}
-	return writeJSON(filepath.Join(s.Dir, fmt.Sprintf("stage-%03d-%s.json", r.Seq, r.Stage)), r)
+	return writeJSON(s.stagePath(r), r)
+}
+
+func (s State) stagePath(r StageRecord) string {
+	return filepath.Join(s.Dir, fmt.Sprintf("stage-%03d-%s.json", r.Seq, r.Stage))
+}
+
+// writeStageData writes a stage record already encoded.
+func (s State) writeStageData(r StageRecord, data []byte) error {
+	if !stageNameRe.MatchString(r.Stage) {
+		return fmt.Errorf("invalid stage name %q", r.Stage)
+	}
+	return atomicfile.WriteFile(s.stagePath(r), data, 0o600)
 }
 
 // NextSeq returns the sequence number for the next stage record.

@@ -16,6 +16,10 @@ const (
 	Cancelled Status = "cancelled"
 	TimedOut  Status = "timed out"
 	Denied    Status = "denied"
+	// Stopped is a job the runner stopped from outside without it being a cancel for certain:
+	// a hard abort (GitLab shows it cancelled) or the runner shutting down (GitLab shows it
+	// failed, runner_interrupted) look the same to the executor.
+	Stopped Status = "stopped"
 )
 
 // Outcome is what cleanup concludes about a job from the records its stages left.
@@ -37,7 +41,7 @@ func (o Outcome) String() string {
 		if o.Reason != "" {
 			s += ": " + o.Reason
 		}
-	case Denied:
+	case Denied, Stopped:
 		if o.Reason != "" {
 			s += ": " + o.Reason
 		}
@@ -56,20 +60,57 @@ func IsUserScript(stage string) bool {
 	return stage == "build_script" || strings.HasPrefix(stage, "step_")
 }
 
+// decides reports whether a stage's failure fails the job: not after_script (GitLab
+// ignores its result), nor the cleanup, cache and artifact stages after it.
+func decides(stage string) bool {
+	return stage != "after_script" && stage != "cleanup_file_variables" &&
+		!strings.HasPrefix(stage, "archive_cache") && !strings.HasPrefix(stage, "upload_artifacts")
+}
+
 // timeoutTolerance is how close to the job timeout a SIGTERM must come to count as the
 // timeout rather than a cancel: the runner starts its clock a little before prepare.
 func timeoutTolerance(timeout time.Duration) time.Duration {
 	return min(30*time.Second, timeout/10)
 }
 
-// Derive works out the job's final status from its records, at time now.
+// RunnerStatus is CI_JOB_STATUS as the runner hands it to cleanup (CUSTOM_ENV_CI_JOB_STATUS):
+// "success", "failed", "canceled" or "timedout" once the user script has ended one way or
+// another (the runner sets it before after_script, whether or not there is one), "running"
+// when the job never got that far. Empty when unknown or untrusted (see RunnerJobStatus).
+type RunnerStatus string
+
+// What gitlab-runner 19.4 sets CI_JOB_STATUS to (common/build.go runtimeStateAndError).
+// A cancel from GitLab's UI or API during the user script is "canceled"; a cancel before
+// it, as well. A hard abort (GitLab answered Job-Status: canceled) and the runner being
+// stopped (runner_interrupted) reach after_script as "failed": the stage's own error wins
+// there. A job timeout is "failed" too; RUNNER_SCRIPT_TIMEOUT is "timedout".
+const (
+	RunnerSuccess  RunnerStatus = "success"
+	RunnerFailed   RunnerStatus = "failed"
+	RunnerCanceled RunnerStatus = "canceled"
+	RunnerTimedOut RunnerStatus = "timedout"
+	RunnerRunning  RunnerStatus = "running"
+)
+
+// Derive works out the job's final status from its records and what the runner told
+// cleanup, at time now.
 //
-// The runner tells the executor nothing about how a job ended, and a cancel and a timeout
-// both arrive as SIGTERM, so the status is derived: a denial recorded by prepare wins; a
-// terminated stage is a timeout when it came at the job's timeout, else a cancel; a failing
-// user-script stage (or a failing stage before it, such as get_sources) is a failure with
-// that exit code; anything else succeeded. after_script cannot fail a job, as in GitLab.
-func Derive(job JobRecord, recs []StageRecord, now time.Time) Outcome {
+// A cancel and a timeout both arrive as SIGTERM and the runner's SIGKILL leaves no record
+// at all, so the records alone cannot tell everything; CI_JOB_STATUS settles what they
+// cannot, and the records give the detail (stage, exit code). The rules, in order:
+//   - a denial recorded by prepare wins;
+//   - a stage the runner terminated is a timeout when it came at the job's timeout (or the
+//     runner says "timedout"), a cancel when the runner says "canceled", and otherwise
+//     "stopped": a hard abort and a runner shutdown look the same from here, and neither
+//     is a cancel GitLab's job page would show as such for certain;
+//   - a stage that started and never ended (its executor was killed) is never a success:
+//     the runner's word decides, else it failed;
+//   - a failing user-script stage (or a failing stage before it, such as get_sources) is a
+//     failure with that exit code; after_script cannot fail a job, as in GitLab, unless the
+//     runner says the job failed;
+//   - a job whose user script never ran to its end did not succeed: it was stopped (or
+//     timed out) before.
+func Derive(job JobRecord, recs []StageRecord, runner RunnerStatus, now time.Time) Outcome {
 	o := Outcome{Status: Succeeded}
 	if !job.PreparedAt.IsZero() {
 		o.Elapsed = now.Sub(job.PreparedAt)
@@ -78,25 +119,74 @@ func Derive(job JobRecord, recs []StageRecord, now time.Time) Outcome {
 		o.Status, o.Reason = Denied, job.DenyReason
 		return o
 	}
+	timeout := time.Duration(job.TimeoutSeconds) * time.Second
+	atTimeout := func(t time.Time) bool {
+		return timeout > 0 && !t.IsZero() && t.Sub(job.PreparedAt) >= timeout-timeoutTolerance(timeout)
+	}
+	// stopped is the outcome of a job the runner ended from outside.
+	stopped := func(stage string, at time.Time, fallback Status, reason string) Outcome {
+		o.Stage = stage
+		switch {
+		case runner == RunnerTimedOut || atTimeout(at):
+			o.Status = TimedOut
+		case runner == RunnerCanceled:
+			o.Status = Cancelled
+		case runner == "" && fallback == Stopped:
+			// No word from the runner (an older runner, or a job that set CI_JOB_STATUS
+			// itself): a SIGTERM that was not the timeout is most likely a cancel.
+			o.Status = Cancelled
+		default:
+			o.Status, o.Reason = fallback, reason
+		}
+		return o
+	}
+	// Stages after the user script (after_script and the rest) cannot change the job's
+	// result, however they end — except the job's timeout.
 	for _, r := range recs {
-		if r.Terminated {
-			o.Status, o.Stage = Cancelled, r.Stage
-			timeout := time.Duration(job.TimeoutSeconds) * time.Second
-			if timeout > 0 && r.TerminatedAt.Sub(job.PreparedAt) >= timeout-timeoutTolerance(timeout) {
-				o.Status = TimedOut
-			}
-			return o
+		if r.Terminated && (decides(r.Stage) || atTimeout(r.TerminatedAt)) {
+			return stopped(r.Stage, r.TerminatedAt, Stopped, "the runner stopped the job (aborted by GitLab, or the runner shut down)")
 		}
 	}
 	for _, r := range recs {
-		if r.Stage == "after_script" || r.Stage == "cleanup_file_variables" ||
-			strings.HasPrefix(r.Stage, "archive_cache") || strings.HasPrefix(r.Stage, "upload_artifacts") {
+		if r.Running && decides(r.Stage) {
+			return stopped(r.Stage, now, Failed, fmt.Sprintf("the executor was killed while %s ran", r.Stage))
+		}
+	}
+	ranScript := false
+	for _, r := range recs {
+		if !decides(r.Stage) {
 			continue
 		}
 		if r.ExitCode != 0 || r.Error != "" {
 			o.Status, o.ExitCode, o.Stage, o.Reason = Failed, r.ExitCode, r.Stage, r.Error
 			return o
 		}
+		ranScript = ranScript || IsUserScript(r.Stage)
+	}
+	switch runner {
+	case RunnerFailed:
+		o.Status = Failed
+		for _, r := range recs {
+			if r.Stage == "after_script" && r.ExitCode != 0 {
+				o.ExitCode, o.Stage = r.ExitCode, r.Stage
+			}
+		}
+		if o.Stage == "" {
+			o.Reason = "the runner reports the job failed"
+		}
+		return o
+	case RunnerCanceled, RunnerTimedOut:
+		return stopped("", time.Time{}, Cancelled, "")
+	}
+	if !ranScript {
+		// Nothing failed and the user script never ran: the job was ended from outside
+		// before it (a cancel, an abort or the runner stopping; the runner does not say
+		// which: CI_JOB_STATUS is set only once the user script has run).
+		o.Status, o.Reason = Stopped, "the job ended before its script ran: cancelled, or stopped by the runner"
+		if atTimeout(now) {
+			o.Status, o.Reason = TimedOut, ""
+		}
+		return o
 	}
 	return o
 }

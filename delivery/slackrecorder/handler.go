@@ -196,6 +196,7 @@ var methods = map[string]bool{
 	"chat.postMessage": true, "chat.update": true, "chat.postEphemeral": true,
 	"files.getUploadURLExternal": true, UploadMethod: true, "files.completeUploadExternal": true,
 	"auth.test": true, "conversations.info": true,
+	"conversations.history": true, "conversations.replies": true,
 }
 
 func slackErr(code string) map[string]any { return map[string]any{"ok": false, "error": code} }
@@ -367,8 +368,48 @@ func (s *Server) act(method, uploadID string, call *Call, req request, host stri
 			s.post(now, Message{Channel: ch, ThreadTS: p["thread_ts"], Text: comment, Files: shared}, method)
 		}
 		return http.StatusOK, map[string]any{"ok": true, "files": answer}
+
+	case "conversations.history", "conversations.replies":
+		return http.StatusOK, s.history(method, p)
 	}
 	return http.StatusOK, slackErr("unknown_method")
+}
+
+// history answers conversations.history (top-level messages, newest first, those posted at
+// or after oldest, a Unix time in seconds) and conversations.replies (a thread's parent
+// and its replies, oldest first). Every message is the bot's. s.mu is held.
+func (s *Server) history(method string, p map[string]string) map[string]any {
+	if p["channel"] == "" {
+		return slackErr("channel_not_found")
+	}
+	if method == "conversations.replies" && p["ts"] == "" {
+		return missing("ts")
+	}
+	oldest, _ := strconv.ParseFloat(p["oldest"], 64)
+	var out []map[string]any
+	for _, m := range s.msgs {
+		if m.Channel != p["channel"] || m.Ephemeral {
+			continue
+		}
+		top := m.ThreadTS == "" || m.ThreadTS == m.TS
+		switch {
+		case method == "conversations.history" && (!top || float64(m.Time.UnixNano())/1e9 < oldest):
+			continue
+		case method == "conversations.replies" && m.TS != p["ts"] && m.ThreadTS != p["ts"]:
+			continue
+		}
+		msg := map[string]any{"type": "message", "text": m.Text, "ts": m.TS, "bot_id": "B0FAKEBOT"}
+		if m.ThreadTS != "" {
+			msg["thread_ts"] = m.ThreadTS
+		}
+		out = append(out, msg)
+	}
+	if method == "conversations.history" {
+		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
+		}
+	}
+	return map[string]any{"ok": true, "messages": out, "has_more": false}
 }
 
 // post adds m to the channel with a new ts and records the event. s.mu is held.

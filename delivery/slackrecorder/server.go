@@ -26,6 +26,8 @@
 //   - conversations.info (channel): the channels made with AddChannel, is_member included;
 //     a private channel the bot is not in, or any other, is channel_not_found, and without
 //     channels:read (groups:read for a private channel) it is missing_scope
+//   - conversations.history (channel, oldest) and conversations.replies (channel, ts): what
+//     the channel holds, every message marked as the bot's
 //
 // A request without a token is answered not_authed, one with a wrong token invalid_auth.
 // Any other method is unknown_method.
