@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,8 +218,15 @@ func assertNoRawOutput(t *testing.T, h *host, keepOutbox bool) {
 	t.Helper()
 	ents, _ := os.ReadDir(filepath.Join(h.dir, "state"))
 	for _, e := range ents {
-		if e.Name() != "outbox" && e.Name() != "audit.jsonl" && e.Name() != ".budget.lock" {
+		// uids holds the leases of executor.job_uids (only lease files of running jobs).
+		if e.Name() != "outbox" && e.Name() != "audit.jsonl" && e.Name() != ".budget.lock" && e.Name() != "uids" {
 			t.Errorf("state dir holds %s after every job ended and flush ran", e.Name())
+		}
+	}
+	leases, _ := os.ReadDir(filepath.Join(h.dir, "state", "uids"))
+	for _, e := range leases {
+		if _, err := strconv.ParseUint(e.Name(), 10, 32); err == nil {
+			t.Errorf("uid %s is still leased after every job ended and flush ran", e.Name())
 		}
 	}
 	outbox, _ := os.ReadDir(filepath.Join(h.dir, "state", "outbox"))
