@@ -53,6 +53,12 @@ type Record struct {
 	Rule     string `json:"rule"`
 	Decision string `json:"decision"` // "allow" or "deny"; "retry" notes a retried prepare of a decided job
 	Reason   string `json:"reason"`
+
+	// The chain (see chain.go), filled in by Append: the host that wrote the record, its
+	// sequence number in the host's log, and the SHA-256 of the line before it.
+	Host string `json:"host"`
+	Seq  uint64 `json:"seq"`
+	Prev string `json:"prev"`
 }
 
 // Redact masks secrets in s the way every other text that leaves the host is masked
@@ -89,34 +95,49 @@ type Log struct {
 	// Path is the file. Its directory is created (mode 0700) when missing, and the file
 	// itself with mode 0600: decisions name people and what they asked for.
 	Path string
+	// Host names this host in every record; empty: os.Hostname.
+	Host string
+	// Syslog is the local syslog socket (/dev/log) that gets a copy of every record, for
+	// shipping off the host; empty: none.
+	Syslog string
 }
 
-// Append masks secrets in rec and appends it as one JSON line.
+// Append masks secrets in rec, chains it to the record before it and appends it as one
+// JSON line, then copies it to syslog when configured. The chain lock (an flock on the chain
+// file, whose path survives rotation) makes reading the last record and writing the next
+// one a single step for every process on the host.
 func (l *Log) Append(rec Record, secrets replies.Secrets) error {
-	line, err := json.Marshal(rec.Redacted(secrets))
-	if err != nil {
-		return fmt.Errorf("audit log %s: encode record: %w", l.Path, err)
-	}
-	line = append(line, '\n')
+	rec = rec.Redacted(secrets)
 	if err := os.MkdirAll(filepath.Dir(l.Path), 0o700); err != nil {
 		return fmt.Errorf("audit log %s: create directory: %w", l.Path, err)
 	}
-	f, err := os.OpenFile(l.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	cf, err := os.OpenFile(ChainPath(l.Path), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	defer cf.Close()
+	if err := lockFile(cf); err != nil {
+		return fmt.Errorf("audit log %s: lock: %w", l.Path, err)
+	}
+	f, err := os.OpenFile(l.Path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	defer f.Close()
-	fd := int(f.Fd())
-	for {
-		err = unix.Flock(fd, unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	// Also lock the log itself, for readers and writers that know only the file.
+	if err := lockFile(f); err != nil {
 		return fmt.Errorf("audit log %s: lock: %w", l.Path, err)
 	}
-	defer unix.Flock(fd, unix.LOCK_UN) //nolint:errcheck // closing the file releases it anyway
+	h, err := head(f, cf.Name())
+	if err != nil {
+		return fmt.Errorf("audit log %s: find the last record: %w", l.Path, err)
+	}
+	rec.Host, rec.Seq, rec.Prev = l.host(), h.Seq+1, h.Hash
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("audit log %s: encode record: %w", l.Path, err)
+	}
+	line = append(line, '\n')
 	n, err := f.Write(line)
 	if err == nil && n != len(line) {
 		err = fmt.Errorf("short write (%d of %d bytes)", n, len(line))
@@ -124,5 +145,34 @@ func (l *Log) Append(rec Record, secrets replies.Secrets) error {
 	if err != nil {
 		return fmt.Errorf("audit log %s: append: %w", l.Path, err)
 	}
+	if err := writeHead(cf, chainHead{Seq: rec.Seq, Hash: lineHash(line)}); err != nil {
+		return fmt.Errorf("audit log %s: chain file: %w", l.Path, err)
+	}
+	if l.Syslog != "" {
+		if err := copyToSyslog(l.Syslog, rec, line); err != nil {
+			return fmt.Errorf("audit log: the record is in %s but its syslog copy failed: %w", l.Path, err)
+		}
+	}
 	return nil
+}
+
+func (l *Log) host() string {
+	if l.Host != "" {
+		return l.Host
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}
+
+// lockFile takes an exclusive flock on f; closing f releases it.
+func lockFile(f *os.File) error {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }

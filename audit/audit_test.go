@@ -60,7 +60,7 @@ func TestRedactedTruncatesAfterRedaction(t *testing.T) {
 
 func TestAppendCreatesPrivateFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "new", "dir")
-	l := &Log{Path: filepath.Join(dir, "audit.jsonl")}
+	l := &Log{Path: filepath.Join(dir, "audit.jsonl"), Host: "runner-1"}
 	rec := Record{Time: time.Unix(0, 0).UTC(), JobID: 1, Input: "a\nb", Decision: "allow"}
 	if err := l.Append(rec, replies.Secrets{}); err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestAppendCreatesPrivateFile(t *testing.T) {
 		t.Errorf("dir mode %04o, want 0700", di.Mode().Perm())
 	}
 	data, _ := os.ReadFile(l.Path)
-	want := `{"time":"1970-01-01T00:00:00Z","job_id":1,"job_name":"","project":"","pipeline_source":"","user":{"id":0,"username":""},"verified":false,"chat_user":"","channel":"","input":"a\nb","rule":"","decision":"allow","reason":""}` + "\n"
+	want := `{"time":"1970-01-01T00:00:00Z","job_id":1,"job_name":"","project":"","pipeline_source":"","user":{"id":0,"username":""},"verified":false,"chat_user":"","channel":"","input":"a\nb","rule":"","decision":"allow","reason":"","host":"runner-1","seq":1,"prev":""}` + "\n"
 	if string(data) != want {
 		t.Errorf("got  %s\nwant %s", data, want)
 	}

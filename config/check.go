@@ -53,6 +53,7 @@ func (c *Config) CheckHost(getenv func(string) string, h Host) []Problem {
 		}
 	}
 	ps = append(ps, c.checkFiles(getenv)...)
+	ps = append(ps, c.checkFleet()...)
 	if !c.SlackEnabled(getenv) {
 		ps = append(ps, Problem{Key: "slack.token_file", Warning: true,
 			Msg: "not set and SLACK_BOT_TOKEN is empty: jobs will run but no reply will be posted"})

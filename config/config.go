@@ -35,6 +35,7 @@ type Config struct {
 	GitLab   GitLab   `toml:"gitlab"`
 	Slack    Slack    `toml:"slack"`
 	Policy   Policy   `toml:"policy"`
+	Metrics  Metrics  `toml:"metrics"`
 
 	// Path is the file the config was loaded from, for messages.
 	Path string `toml:"-"`
@@ -81,13 +82,25 @@ type Slack struct {
 	PrepareBudget Duration `toml:"prepare_budget"`
 	CleanupBudget Duration `toml:"cleanup_budget"`
 	FlushBudget   Duration `toml:"flush_budget"`
+	// RateShare is this host's share of Slack's rate limits (1/N for a fleet of N hosts
+	// posting as one app); 0 turns the host's shared rate budget off.
+	RateShare float64 `toml:"rate_share"`
 }
 
 // Policy decides which chat jobs may run.
 type Policy struct {
 	Default  string `toml:"default"`
 	AuditLog string `toml:"audit_log"`
-	Rules    []Rule `toml:"rule"`
+	// AuditSyslog is the local syslog socket (/dev/log, which journald also serves) that
+	// gets a copy of every audit record; empty: no copy.
+	AuditSyslog string `toml:"audit_syslog"`
+	Rules       []Rule `toml:"rule"`
+}
+
+// Metrics configures the Prometheus text file the executor keeps for node_exporter.
+type Metrics struct {
+	// Textfile is the .prom file cleanup and flush rewrite; empty: no metrics.
+	Textfile string `toml:"textfile"`
 }
 
 // Rule is one [[policy.rule]]: when all its present conditions hold, Action decides.
@@ -132,6 +145,7 @@ func Default() Config {
 			PrepareBudget: Duration(2 * time.Second),
 			CleanupBudget: Duration(15 * time.Second),
 			FlushBudget:   Duration(5 * time.Second),
+			RateShare:     1,
 		},
 		Policy: Policy{
 			Default: "deny",
@@ -368,6 +382,17 @@ func (c *Config) validate() []Problem {
 		add("slack.inline_limit", "must be between 100 and 39000 characters, got %d", s.InlineLimit)
 	}
 
+	if !(s.RateShare >= 0 && s.RateShare <= 1) {
+		add("slack.rate_share", "must be between 0 and 1 (this host's share of Slack's rate limits; 0 turns the budget off), got %v", s.RateShare)
+	}
+
+	if p := c.Policy.AuditSyslog; p != "" && !strings.HasPrefix(p, "/") {
+		add("policy.audit_syslog", "must be the absolute path of the local syslog socket (usually /dev/log), got %q", p)
+	}
+	if p := c.Metrics.Textfile; p != "" && (!strings.HasPrefix(p, "/") || !strings.HasSuffix(p, ".prom")) {
+		// node_exporter's textfile collector reads only *.prom files.
+		add("metrics.textfile", "must be an absolute path ending in .prom, got %q", p)
+	}
 	if c.Policy.Default != "allow" && c.Policy.Default != "deny" {
 		add("policy.default", `must be "allow" or "deny", got %q`, c.Policy.Default)
 	}

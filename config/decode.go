@@ -65,6 +65,8 @@ func describe(path string, leaf string, t reflect.Type) string {
 		return fmt.Sprintf(`true or false, e.g. %s = true`, leaf)
 	case t.Kind() == reflect.Int:
 		return fmt.Sprintf(`a whole number, e.g. %s = 10`, leaf)
+	case t.Kind() == reflect.Float64:
+		return fmt.Sprintf(`a number, e.g. %s = 0.5`, leaf)
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
 		return fmt.Sprintf(`a list of quoted strings, e.g. %s = ["…"]`, leaf)
 	case t.Kind() == reflect.Struct:
@@ -239,6 +241,12 @@ func (w *walker) value(v any, t reflect.Type, key, path, leaf string) bool {
 		}
 	case t.Kind() == reflect.Int:
 		if _, ok := v.(int64); !ok {
+			return bad()
+		}
+	case t.Kind() == reflect.Float64:
+		switch v.(type) {
+		case float64, int64:
+		default:
 			return bad()
 		}
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:

@@ -70,6 +70,14 @@
 // cleanup closed it (Job.Close) and every message in it is done; a job whose cleanup never
 // came is swept after a month without activity, when nothing in it is waiting.
 //
+// # Rate budget
+//
+// Slack's limits are per app and workspace, and a busy runner has many executor processes
+// posting at once. RateBudget (ratebudget.go) wraps the Poster in one token bucket per
+// Slack tier shared by every process on the host, so final replies get the budget before
+// progress edits do and a 429 pauses the whole host; it sits under the outbox, so a message
+// that cannot get a slot in time is postponed like any other retryable failure.
+//
 // The bot token never reaches an outbox file, and error texts are scrubbed of it (and of
 // anything shaped like a Slack token) before anyone sees them.
 package delivery

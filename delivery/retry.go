@@ -55,6 +55,12 @@ type Options struct {
 	Clock Clock
 	// Jitter returns a random duration in [0, d); defaults to math/rand/v2.
 	Jitter func(d time.Duration) time.Duration
+	// OnOutcome, when set, hears what became of each message (metrics): its kind, or
+	// "progress" for a progress edit, and "sent", "failed", "unknown", "expired",
+	// "postponed" or, for progress, "skipped".
+	OnOutcome func(kind, outcome string)
+	// On429, when set, hears each rate-limited answer from Slack, by method.
+	On429 func(method string)
 }
 
 func (o Options) withDefaults() Options {
@@ -120,6 +126,7 @@ func (r *retrier) do(ctx context.Context, idempotent bool, timeout time.Duration
 			return sent, nil, nil
 		}
 		e := Classify(err)
+		r.opt.rateLimited(e)
 		switch {
 		case e.Class == Permanent:
 			return failed, e, nil

@@ -105,6 +105,7 @@ func (j *Job) run(ctx context.Context, deadline time.Time) ([]OpStatus, error) {
 		case now.Sub(cur.Since) > j.ob.opt.MaxAge:
 			cur.State = StateExpired
 			cur.Note = fmt.Sprintf("not delivered within %s", j.ob.opt.MaxAge)
+			j.ob.opt.outcome(string(cur.Kind), "expired")
 			if err := j.write(cur); err != nil {
 				return delivered, err
 			}
@@ -202,6 +203,9 @@ func (j *Job) attempt(ctx context.Context, r *retrier, o *op, byName map[string]
 	if err != nil {
 		return res, err
 	}
+	if res != again {
+		j.ob.opt.outcome(string(o.Kind), res.String())
+	}
 	switch res {
 	case sent:
 		o.State, o.LastErr, o.Hint = StateDone, "", ""
@@ -298,9 +302,11 @@ func (j *Job) Progress(ctx context.Context, target, text string) error {
 		return nil
 	}
 	r := &retrier{opt: j.ob.opt, deadline: j.ob.opt.Clock.Now().Add(j.ob.opt.ProgressBudget)}
+	ctx = asProgress(ctx) // a RateBudget may skip it when final replies need the budget
 	nop := func() error { return nil }
 	res, e, _ := r.do(ctx, true, j.ob.opt.AttemptTimeout, nop, func(*Error) error { return nil },
 		func(ctx context.Context) error { return j.ob.poster.UpdateMessage(ctx, t.Channel, t.TS, text) })
+	j.ob.opt.outcome("progress", progressOutcome(res, e))
 	if res != sent && e != nil {
 		return fmt.Errorf("progress edit: %w", e)
 	}

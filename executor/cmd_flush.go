@@ -67,9 +67,13 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return fmt.Errorf("flush: %w", err)
 		}
-		poster = s
+		if poster, err = delivery.HostBudget(s, cfg.Executor.StateDir, cfg.Slack.RateShare); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
 	}
-	ob := delivery.Open(cfg.Executor.StateDir, poster, delivery.Options{Budget: *budget})
+	m := stages.Metrics(cfg)
+	ob := delivery.Open(cfg.Executor.StateDir, poster, stages.DeliveryOptions(m, delivery.Options{Budget: *budget}, a.stderr))
+	defer stages.WriteMetrics(cfg, m, a.stderr)
 	if *job != "" {
 		if _, err := ob.Job(*job); err != nil {
 			return usagef("flush --job: %v", err)

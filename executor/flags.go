@@ -73,6 +73,15 @@ given --user counts as verified), with the directories moved into a temporary on
 Nothing is posted to Slack unless --post is given (then to --channel, with the
 config's Slack settings). --var and --masked add CI/CD variables, as a project's
 settings would; --masked ones are masked as GitLab masks them.`},
+	"audit": {"verify [flags] [FILE...]", `Checks the hash chain of the audit log and reports the first line that was edited,
+removed or moved. Without FILE it checks the configured log (policy.audit_log). After
+log rotation, give the files oldest first, the live log last, for example:
+
+    chatops-executor audit verify audit.jsonl.3.gz audit.jsonl.2.gz audit.jsonl.1 audit.jsonl
+
+Each file must continue the chain of the one before it (.gz files are read as they are).
+A sequence that does not start at record 1 is checked from its first record on, and the
+output says so. Exit status: 0 the chain holds, 1 it is broken or unreadable, 2 usage.`},
 	"version": {"", `Prints the version, the commit and date it was built from, and the Go version.`},
 }
 

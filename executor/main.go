@@ -97,6 +97,7 @@ func commands() []command {
 		{"check", false, "validate the config file and what it points at", runCheck},
 		{"flush", false, "deliver replies waiting in the outbox", runFlush},
 		{"policy", false, "dry-run a policy decision: policy explain --job NAME …", runPolicy},
+		{"audit", false, "check the audit log's hash chain: audit verify [FILE...]", runAudit},
 		{"try", false, "run a chat job from .gitlab-ci.yml locally", runTry},
 		{"version", false, "print the version", runVersion},
 	}

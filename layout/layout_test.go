@@ -23,6 +23,7 @@ var forbidden = map[string][]string{
 	"replies":    {"stages", "executor", "emulator", "tryjob", "policy", "delivery"},
 	"gitlab":     {"stages", "executor", "emulator", "tryjob", "policy", "delivery"},
 	"audit":      {"stages", "executor", "emulator", "tryjob", "policy", "delivery"},
+	"metrics":    {"stages", "executor", "emulator", "tryjob", "policy", "delivery", "replies", "audit"},
 	"policy":     {"stages", "executor", "emulator", "tryjob", "delivery"},
 	"delivery":   {"stages", "executor", "emulator", "tryjob", "policy"},
 	"bashscript": {"stages", "executor", "emulator", "tryjob", "policy", "delivery"},

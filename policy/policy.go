@@ -101,7 +101,7 @@ func New(cfg *config.Config) (*Engine, error) {
 		}
 	}
 	e := &Engine{
-		Audit:       &audit.Log{Path: AuditPath(cfg)},
+		Audit:       &audit.Log{Path: AuditPath(cfg), Syslog: cfg.Policy.AuditSyslog},
 		Now:         time.Now,
 		Getenv:      os.Getenv,
 		def:         cfg.Policy.Default,

@@ -63,11 +63,15 @@ func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
 		newPoster = defaultPoster
 	}
 	p, err := newPoster(token, s.Cfg.Slack.APIURL)
+	if err == nil {
+		// Every executor process on the host spends one Slack rate budget.
+		p, err = delivery.HostBudget(p, s.Cfg.Executor.StateDir, s.Cfg.Slack.RateShare)
+	}
 	if err != nil {
 		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
 		return nil
 	}
-	ob := delivery.Open(s.Cfg.Executor.StateDir, p, delivery.Options{})
+	ob := delivery.Open(s.Cfg.Executor.StateDir, p, DeliveryOptions(Metrics(s.Cfg), delivery.Options{}, log))
 	q, err := ob.Job(j.IDString())
 	if err != nil {
 		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)

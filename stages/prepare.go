@@ -81,6 +81,7 @@ func (s *Stages) decide(ctx context.Context, j *job.Response, st State, rec *Job
 		decider = AllowAll{}
 	}
 	d, err := decider.Decide(ctx, j)
+	s.countDecision(d, err) // a retry's reused decision is not counted again
 	if err != nil {
 		return d, err
 	}

@@ -135,6 +135,7 @@ func (s *Stages) Prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer s.countCall("prepare", s.now())
 	st := OpenState(s.Cfg.Executor.StateDir, j.ID)
 	if err := st.Create(); err != nil {
 		return failure.Systemf("%w", err)
@@ -192,6 +193,7 @@ func (s *Stages) Prepare(ctx context.Context) error {
 // Every step is safe to be killed at: see lifecycle.go for how the next sweeper (a later
 // cleanup, `flush`) finishes what this one could not.
 func (s *Stages) Cleanup(ctx context.Context) error {
+	started := s.now()
 	j, err := s.loadJob()
 	if err != nil {
 		return err
@@ -229,7 +231,9 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 		fmt.Fprintf(s.Stderr, "%s: job %d: prepare attempt %d did not finish; the job's state is kept for the runner's next attempt\n", DriverName, j.ID, rec.Attempts)
 		return nil
 	}
-	started := s.now()
+	// Also after a job whose reply cannot be queued: the outbox may have changed, and the
+	// file's age tells the admin the executor is alive.
+	defer func() { WriteMetrics(s.Cfg, Metrics(s.Cfg), s.Stderr) }()
 	if err := st.writeCleanup(cleanupRecord{StartedAt: started, Runner: runner}); err != nil {
 		fmt.Fprintf(s.Stderr, "%s: job %d: warning: %v\n", DriverName, j.ID, err)
 	}
@@ -237,6 +241,9 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 	fmt.Fprintf(s.Stderr, "%s: job %d (%s) %s\n", DriverName, j.ID, rec.Name, outcome)
 	if note := readLossNote(st); note != "" {
 		fmt.Fprintf(s.Stderr, "%s: job %d: the chat reply is incomplete: %s\n", DriverName, j.ID, noteText(note))
+	}
+	if recs, err := st.Stages(); err == nil {
+		s.countJob(outcome, recs)
 	}
 	c, qerr := s.queueReply(j, st, outcome)
 	firstErr := s.removeBuildDir(j)
@@ -257,6 +264,7 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 	if c != nil {
 		s.deliverReply(ctx, c)
 	}
+	s.countCall("cleanup", started) // up to here: the reply is what takes time
 	s.sweep(ctx, j.ID)
 	if c != nil {
 		s.flushOthers(ctx, j, c)

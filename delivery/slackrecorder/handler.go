@@ -43,7 +43,10 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.calls = append(s.calls, call)
-	ft := s.nextFault(method)
+	ft := s.limited(method, call.Params, now)
+	if !ft.failing() {
+		ft = s.nextFault(method)
+	}
 	s.mu.Unlock()
 
 	status, resp := http.StatusOK, map[string]any(nil)

@@ -97,6 +97,8 @@ type Server struct {
 	bot        Bot
 	team       Team
 	channels   map[string]Channel
+	limits     map[string]*limiter // SetLimit
+	throttled  map[string]int      // 429s answered by limits, per method
 }
 
 // upload is a file between files.getUploadURLExternal and its completion.
@@ -117,8 +119,9 @@ func Start(token string) (*Server, error) {
 	}
 	s := &Server{token: token, faults: map[string][]Fault{}, always: map[string]Fault{},
 		uploads: map[string]*upload{}, scopes: slices.Clone(DefaultScopes), channels: map[string]Channel{},
-		bot:  Bot{ID: "U0BOT0001", Name: "chatops", BotID: "B0BOT0001"},
-		team: Team{ID: "T0TEAM001", Name: "Example", Domain: "example"}}
+		throttled: map[string]int{},
+		bot:       Bot{ID: "U0BOT0001", Name: "chatops", BotID: "B0BOT0001"},
+		team:      Team{ID: "T0TEAM001", Name: "Example", Domain: "example"}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("slackrecorder: %w", err)

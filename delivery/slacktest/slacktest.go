@@ -35,6 +35,8 @@ type (
 	Team = slackrecorder.Team
 	// Channel is a channel conversations.info knows.
 	Channel = slackrecorder.Channel
+	// Limit is a rate limit the fake enforces on a method; see slackrecorder.Limit.
+	Limit = slackrecorder.Limit
 )
 
 // Method names and token checks, as in slackrecorder.
