@@ -128,6 +128,24 @@ func (b *RateBudget) UploadFile(ctx context.Context, f FileUpload) error {
 	})
 }
 
+// FindPost implements Finder when the Poster it wraps does (conversations.history and
+// conversations.replies are Tier 3): without it, a post cut short by a crash could never be
+// settled behind the budget. A Poster that cannot read the channel cannot tell.
+func (b *RateBudget) FindPost(ctx context.Context, channel, threadTS, text string, since time.Time) (string, bool, error) {
+	f, ok := b.next.(Finder)
+	if !ok {
+		return "", false, errors.New("this Slack client cannot read the channel")
+	}
+	var ts string
+	var found bool
+	err := b.spend(ctx, "conversations.history", "tier3", 1, func() error {
+		var err error
+		ts, found, err = f.FindPost(ctx, channel, threadTS, text, since)
+		return err
+	})
+	return ts, found, err
+}
+
 // spend takes n tokens of bucket for one call and makes it, then notes a 429.
 func (b *RateBudget) spend(ctx context.Context, method, bucket string, n float64, call func() error) error {
 	low := isProgress(ctx)

@@ -258,3 +258,33 @@ func TestRateBudgetNeverDropsAQueuedReply(t *testing.T) {
 		t.Errorf("%d updates reached Slack, want 11 (10 + the final once)", u)
 	}
 }
+
+// findPoster is a countPoster that can read the channel.
+type findPoster struct {
+	countPoster
+	asked int
+}
+
+func (p *findPoster) FindPost(_ context.Context, channel, _, text string, _ time.Time) (string, bool, error) {
+	p.asked++
+	return "9.9", channel == "C1" && text == "posted", nil
+}
+
+// The outbox settles a post cut short by a crash by asking a Finder; behind the budget it
+// must still be able to, or every such post would stay "unknown outcome".
+func TestRateBudgetPassesFindPostThrough(t *testing.T) {
+	clk := newFakeClock()
+	p := &findPoster{}
+	var poster Poster = newBudget(t, t.TempDir(), p, 1, clk)
+	f, ok := poster.(Finder)
+	if !ok {
+		t.Fatal("the budget hides the Poster's Finder")
+	}
+	if ts, found, err := f.FindPost(context.Background(), "C1", "", "posted", clk.Now()); err != nil || !found || ts != "9.9" || p.asked != 1 {
+		t.Errorf("FindPost = %q %v %v (asked %d)", ts, found, err, p.asked)
+	}
+	plain := newBudget(t, t.TempDir(), &countPoster{}, 1, clk)
+	if _, _, err := plain.FindPost(context.Background(), "C1", "", "posted", clk.Now()); err == nil {
+		t.Error("a budget over a Poster that cannot read the channel claimed to tell")
+	}
+}

@@ -95,11 +95,11 @@ func TestMetricsTextfileCountsTheJobsRun(t *testing.T) {
 		{"chatops_executor_jobs_total", map[string]string{"status": "denied"}, 1},
 		{"chatops_executor_policy_decisions_total", map[string]string{"result": "allow"}, 4},
 		{"chatops_executor_policy_decisions_total", map[string]string{"result": "deny", "rule": "executor.non_chat_jobs"}, 1},
-		// Four jobs ran: a start message and a reply each, and a final edit; the denied one
-		// got an ephemeral message.
+		// Four jobs ran: a start message and a reply each, and a final edit. The denied one
+		// is not a chat job (a push), so nobody is told in chat.
 		{"chatops_executor_deliveries_total", map[string]string{"kind": "post", "outcome": "sent"}, 8},
 		{"chatops_executor_deliveries_total", map[string]string{"kind": "update", "outcome": "sent"}, 4},
-		{"chatops_executor_deliveries_total", map[string]string{"kind": "ephemeral", "outcome": "sent"}, 1},
+		{"chatops_executor_deliveries_total", map[string]string{"kind": "ephemeral", "outcome": "sent"}, 0},
 		{"chatops_executor_deliveries_total", map[string]string{"outcome": "failed"}, 0},
 		{"chatops_executor_slack_rate_limited_total", nil, 0},
 		{"chatops_executor_stage_duration_seconds", map[string]string{"stage": "build_script"}, 4},

@@ -218,10 +218,14 @@ func assertNoRawOutput(t *testing.T, h *host, keepOutbox bool) {
 	t.Helper()
 	ents, _ := os.ReadDir(filepath.Join(h.dir, "state"))
 	for _, e := range ents {
-		// uids holds the leases of executor.job_uids (only lease files of running jobs).
-		if e.Name() != "outbox" && e.Name() != "audit.jsonl" && e.Name() != ".budget.lock" && e.Name() != "uids" {
-			t.Errorf("state dir holds %s after every job ended and flush ran", e.Name())
+		// Host-wide files hold no job output: the outbox (checked below), the audit log and
+		// its chain head, the state budget's lock, the Slack rate budget, the metrics, and
+		// the uid leases of executor.job_uids (checked below: none may be left).
+		switch e.Name() {
+		case "outbox", "audit.jsonl", ".audit.jsonl.chain", ".budget.lock", "slack-rate.json", "metrics.json", "uids":
+			continue
 		}
+		t.Errorf("state dir holds %s after every job ended and flush ran", e.Name())
 	}
 	leases, _ := os.ReadDir(filepath.Join(h.dir, "state", "uids"))
 	for _, e := range leases {

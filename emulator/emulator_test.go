@@ -238,13 +238,18 @@ func TestRunEnvironment(t *testing.T) {
 			t.Fatalf("no %s call", stage)
 		}
 		env := c.Env
-		order := []int{
-			envIndex(env, "RUNNER_OWN="), envIndex(env, "TMPDIR="), envIndex(env, "BUILD_FAILURE_EXIT_CODE=1"),
+		// The runner's own environment, then its five variables — in a rotation of one
+		// cycle that changes from call to call, as the real runner's map gives them — then
+		// the job's CUSTOM_ENV_ variables.
+		own, custom := envIndex(env, "RUNNER_OWN="), envIndex(env, "CUSTOM_ENV_")
+		cycle := []int{envIndex(env, "TMPDIR="), envIndex(env, "BUILD_FAILURE_EXIT_CODE=1"),
 			envIndex(env, "SYSTEM_FAILURE_EXIT_CODE=2"), envIndex(env, "BUILD_EXIT_CODE_FILE="),
-			envIndex(env, "JOB_RESPONSE_FILE="), envIndex(env, "CUSTOM_ENV_"),
-		}
-		if slices.Contains(order, -1) || !slices.IsSorted(order) {
-			t.Errorf("%s: env order %v wrong:\n%s", stage, order, strings.Join(env, "\n"))
+			envIndex(env, "JOB_RESPONSE_FILE=")}
+		first := slices.Index(cycle, slices.Min(cycle))
+		rotated := append(slices.Clone(cycle[first:]), cycle[:first]...)
+		if own < 0 || custom < 0 || slices.Contains(cycle, -1) || !slices.IsSorted(rotated) ||
+			rotated[0] != own+1 || rotated[4] != rotated[0]+4 || rotated[4] >= custom {
+			t.Errorf("%s: env order own %d, runner's five %v, CUSTOM_ENV_ %d wrong:\n%s", stage, own, cycle, custom, strings.Join(env, "\n"))
 		}
 		if tmp, _ := envValue(env, "TMPDIR"); tmp != c.Dir || !strings.HasPrefix(tmp, f.runner.WorkDir) {
 			t.Errorf("%s: TMPDIR %q, dir %q", stage, tmp, c.Dir)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
@@ -122,12 +123,13 @@ func writeResponse(file string, b *buildState) error {
 			return fmt.Errorf("emulator: encode job response: %w", err)
 		}
 	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, data); err != nil {
-		return fmt.Errorf("emulator: compact job response: %w", err)
+	// The runner writes the job as it decoded it (its own types: unknown keys dropped,
+	// missing ones as zero values), not GitLab's bytes.
+	out, err := RunnerJobResponse(data)
+	if err != nil {
+		return fmt.Errorf("emulator: re-encode job response as the runner does: %w", err)
 	}
-	buf.WriteByte('\n')
-	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(file, append(out, '\n'), 0o600); err != nil {
 		return fmt.Errorf("emulator: write job response: %w", err)
 	}
 	return nil
@@ -274,13 +276,18 @@ func (x *executor) execArgs(ctx context.Context, stage string, args []string, sc
 func (x *executor) env() []string {
 	e := x.e
 	env := slices.Clone(e.r.Env)
-	env = append(env,
-		"TMPDIR="+x.tempDir,
-		api.BuildFailureExitCodeVariable+"="+strconv.Itoa(BuildFailureExitCode),
-		api.SystemFailureExitCodeVariable+"="+strconv.Itoa(SystemFailureExitCode),
-		api.BuildCodeFileVariable+"="+x.buildCodeFile,
-		api.JobResponseFileVariable+"="+x.responseFile,
-	)
+	// The runner adds these five from a Go map, so they come in a rotation of one cycle
+	// that changes from call to call; the executor must not depend on their order.
+	five := []string{
+		"TMPDIR=" + x.tempDir,
+		api.BuildFailureExitCodeVariable + "=" + strconv.Itoa(BuildFailureExitCode),
+		api.SystemFailureExitCodeVariable + "=" + strconv.Itoa(SystemFailureExitCode),
+		api.BuildCodeFileVariable + "=" + x.buildCodeFile,
+		api.JobResponseFileVariable + "=" + x.responseFile,
+	}
+	k := rand.IntN(len(five))
+	env = append(env, five[k:]...)
+	env = append(env, five[:k]...)
 	keys := make([]string, 0, len(x.jobEnv))
 	for k := range x.jobEnv {
 		keys = append(keys, k)
