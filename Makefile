@@ -27,6 +27,8 @@ build:
 
 test:
 	$(GO) test -race -count=1 $(TESTFLAGS) ./...
+	# The tee engine (built with -tags splice; see stages/tee_linux.go) has its own tests.
+	$(GO) test -race -count=1 -tags splice -run 'TestCopy' ./stages/
 
 # The end-to-end suite under the real gitlab-runner 19.4 (e2e/realrunner). The runner is
 # $(CHATOPS_GITLAB_RUNNER) when set, else built (about 2 minutes the first time, cached
@@ -63,7 +65,8 @@ lint: $(STATICCHECK)
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
-# Benchmarks print figures; they assert nothing (shared machines are noisy).
+# Benchmarks print figures; they assert nothing (shared machines are noisy). The output
+# shapes, side by side with bash writing to the same pipes, take about two minutes.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./bench/
 	$(GO) test -run '^$$' -bench . -benchmem ./replies/

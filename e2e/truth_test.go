@@ -450,37 +450,77 @@ func TestSlackDownPrepareKeepsToItsBudget(t *testing.T) {
 	}
 }
 
-// With gitlab.url set, cleanup asks GitLab how it sees a job the runner stopped: still
-// running is the runner shutting down (GitLab will show runner_interrupted, a failure),
-// cancelled is a hard abort of a cancelled job. Each is then reported as GitLab will show it.
+// With gitlab.url set, cleanup asks GitLab how it sees a job the runner stopped. Still
+// running is the runner shutting down (GitLab will show runner_interrupted, a failure).
+// A job GitLab aborted no longer accepts its own token: with the admin's read_api token
+// (gitlab.token_file) cleanup asks the project jobs API and reports the job cancelled or
+// failed as GitLab shows it; without it, stopped, because GitLab ended it.
 func TestStoppedJobSettledByGitLab(t *testing.T) {
+	const token = "glcbt-jobtoken-4242-73e062cc48"
 	for _, tt := range []struct {
-		name, gitlabStatus string
-		id                 int64
-		job                func(ch chan struct{}) emulator.Job
-		want               string
+		name      string
+		adminKey  bool
+		id        int64
+		abort     bool   // the emulator aborts the job (else the runner is interrupted)
+		gitlabNow string // the job's status at GitLab once the runner stops it
+		reason    string // its failure_reason
+		want      string
 	}{
-		{"interrupt", "running", 420, func(ch chan struct{}) emulator.Job { return emulator.Job{Interrupt: ch} },
+		{"interrupt", false, 420, false, "running", "",
 			":x: <@U0123ABCD> *deploy* in ops/infra failed: the runner was stopped while the job ran (runner_interrupted)"},
-		{"abort", "canceled", 421, func(ch chan struct{}) emulator.Job { return emulator.Job{Abort: ch} },
+		{"interrupt, admin token", true, 422, false, "running", "",
+			":x: <@U0123ABCD> *deploy* in ops/infra failed: the runner was stopped while the job ran (runner_interrupted)"},
+		{"abort", false, 421, true, "canceled", "",
+			":octagonal_sign: <@U0123ABCD> *deploy* in ops/infra stopped: GitLab ended the job (cancelled or failed it)"},
+		{"abort, admin token", true, 423, true, "canceled", "",
 			":no_entry_sign: <@U0123ABCD> *deploy* in ops/infra cancelled"},
+		{"abort as failed, admin token", true, 424, true, "failed", "stuck_or_timeout_failure",
+			":x: <@U0123ABCD> *deploy* in ops/infra failed: GitLab failed the job (stuck_or_timeout_failure)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			trusted := gitlabtest.New(t)
-			trusted.Jobs["glcbt-jobtoken-4242-73e062cc48"] = gitlab.Job{
-				ID: tt.id, Name: "deploy", Status: tt.gitlabStatus,
+			running := gitlab.Job{
+				ID: tt.id, Name: "deploy", Status: "running",
 				User:     gitlab.User{ID: 101, Username: "alice"},
 				Pipeline: gitlab.Pipeline{ID: 5242, Source: "chat", ProjectID: 7},
 			}
-			h := newHost(t, "[gitlab]\nurl = \""+trusted.URL+"\"\n"+allowAll)
+			trusted.Jobs[token] = running
+			cfg := "[gitlab]\nurl = \"" + trusted.URL + "\"\n"
+			if tt.adminKey {
+				trusted.PrivateToken = "glpat-admin-read-api"
+				keyFile := filepath.Join(t.TempDir(), "gitlab-token")
+				if err := os.WriteFile(keyFile, []byte(trusted.PrivateToken+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				cfg += fmt.Sprintf("token_file = %q\n", keyFile)
+			}
+			h := newHost(t, cfg+allowAll)
 			ch := make(chan struct{})
-			onOutput(h, "waiting forever", func() { close(ch) })
-			job := tt.job(ch)
+			onOutput(h, "waiting forever", func() {
+				// GitLab's side first: the runner learns of an abort from GitLab.
+				stopped := running
+				stopped.Status, stopped.FailureReason = tt.gitlabNow, tt.reason
+				trusted.SetJob(token, stopped)
+				close(ch)
+			})
+			job := emulator.Job{Interrupt: ch}
+			if tt.abort {
+				job = emulator.Job{Abort: ch}
+			}
 			job.Response = response(t, tt.id, nil)
 			job.Script = []string{"echo waiting forever", "sleep 300"}
 			h.run(context.Background(), job)
 			if st := finalStatus(t, h, tt.id); !strings.HasPrefix(st, tt.want) {
 				t.Errorf("chat says %q, want %q…", st, tt.want)
+			}
+			var asked []string
+			for _, r := range trusted.Requests() {
+				if r.PrivateToken != "" {
+					asked = append(asked, r.Path)
+				}
+			}
+			if want := fmt.Sprintf("/api/v4/projects/7/jobs/%d", tt.id); tt.adminKey != slices.Contains(asked, want) {
+				t.Errorf("with the admin token %v, the admin asked %q", tt.adminKey, asked)
 			}
 		})
 	}

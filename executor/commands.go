@@ -126,9 +126,19 @@ func runCleanup(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	if g := s.Cfg.GitLab; g.URL != "" && g.VerifyIdentity {
-		// Only the job's own token is used, to ask how GitLab sees a stopped job.
-		if client, err := gitlab.New(g.URL, "", g.Timeout.D()); err == nil {
+	if g := s.Cfg.GitLab; g.URL != "" && (g.VerifyIdentity || g.TokenFile != "") {
+		// To ask how GitLab sees a job the runner stopped: with the admin's read_api token
+		// when there is one (it sees a job however it ended), else with the job's own.
+		// Cleanup never fails for this: without an answer the reply says "stopped".
+		var token string
+		if g.TokenFile != "" {
+			t, err := config.ReadSecret(g.TokenFile)
+			if err != nil {
+				fmt.Fprintf(a.stderr, "%s: warning: gitlab.token_file: %v; asking GitLab with the job's token only\n", name, err)
+			}
+			token = t
+		}
+		if client, err := gitlab.New(g.URL, token, g.Timeout.D()); err == nil {
 			s.GitLab = client
 		}
 	}

@@ -151,3 +151,22 @@ func TestCheckCommand(t *testing.T) {
 		t.Errorf("missing config: %d %q", code, stderr)
 	}
 }
+
+// Cleanup asks GitLab how a stopped job ended with gitlab.token_file's token; an
+// unreadable one is said in the runner log, and never fails the cleanup.
+func TestCleanupWithAnUnreadableGitLabToken(t *testing.T) {
+	dir := t.TempDir()
+	jr, err := os.ReadFile("../examples/job-response.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "no-such-token")
+	cfg := writeFile(t, dir, "config.toml", "[executor]\nbuilds_dir = \""+dir+"/builds\"\ncache_dir = \""+dir+"/cache\"\nstate_dir = \""+dir+
+		"/state\"\n[gitlab]\nurl = \"http://127.0.0.1:1\"\ntoken_file = \""+missing+"\"\n[policy]\ndefault = \"allow\"\n", 0o600)
+	e := env{"JOB_RESPONSE_FILE": writeFile(t, dir, "job.json", string(jr), 0o600), "PATH": os.Getenv("PATH")}
+	code, _, stderr := runCmd(t, e, "--config", cfg, "cleanup")
+	if code != 0 || !strings.Contains(stderr, "warning: gitlab.token_file: ") || !strings.Contains(stderr, missing) ||
+		!strings.Contains(stderr, "asking GitLab with the job's token only") {
+		t.Errorf("cleanup: exit %d, stderr %q", code, stderr)
+	}
+}

@@ -1,6 +1,7 @@
 // Package gitlab is a small client for the few GitLab REST API calls the executor trusts:
-// who started a job (GET /api/v4/job with the job's own token), a user's access level in a
-// project or group (the members APIs with an admin's read_api token), and user look-ups for
+// who started a job (GET /api/v4/job with the job's own token), how a job stands once it
+// was stopped (the project jobs API with an admin's read_api token), a user's access level
+// in a project or group (the members APIs, with that token), and user look-ups for
 // `policy explain`.
 //
 // The base URL always comes from the executor's config, never from a job: CI_API_V4_URL and
@@ -57,15 +58,19 @@ type Pipeline struct {
 	ProjectID int64  `json:"project_id"`
 }
 
-// Job is GitLab's answer to GET /api/v4/job: the job a job token belongs to, with the user
-// who started it. Unlike the job's variables, nothing in it can be set by the job.
+// Job is GitLab's answer to GET /api/v4/job (the job a job token belongs to) and to GET
+// /api/v4/projects/:id/jobs/:job_id, with the user who started it. Unlike the job's
+// variables, nothing in it can be set by the job.
 type Job struct {
-	ID       int64    `json:"id"`
-	Name     string   `json:"name"`
-	Status   string   `json:"status"`
-	WebURL   string   `json:"web_url"`
-	User     User     `json:"user"`
-	Pipeline Pipeline `json:"pipeline"`
+	ID     int64  `json:"id"`
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	// FailureReason is why GitLab failed the job (script_failure, stuck_or_timeout_failure,
+	// runner_system_failure, …), for status failed only.
+	FailureReason string   `json:"failure_reason,omitempty"`
+	WebURL        string   `json:"web_url"`
+	User          User     `json:"user"`
+	Pipeline      Pipeline `json:"pipeline"`
 }
 
 // Error is a failed API call. Its message names the call and says what to do, and never
@@ -146,6 +151,26 @@ func (c *Client) CurrentJob(ctx context.Context, jobToken string) (*Job, error) 
 		return nil, &Error{Method: "GET", Path: path, StatusCode: http.StatusOK, Msg: `the answer has no job "id": is gitlab.url really a GitLab?`}
 	case j.User.ID <= 0 || j.User.Username == "":
 		return nil, &Error{Method: "GET", Path: path, StatusCode: http.StatusOK, Msg: `the answer names no "user" who started the job`}
+	}
+	return &j, nil
+}
+
+// ProjectJob asks GitLab, with the read_api token, how job jobID of project projectID
+// stands now: its status (and failure_reason), whatever the job's own token still
+// allows. A job token stops working as soon as GitLab no longer runs the job, so only this
+// call can tell a job GitLab cancelled from one it failed.
+func (c *Client) ProjectJob(ctx context.Context, projectID, jobID int64) (*Job, error) {
+	path := "/api/v4/projects/" + strconv.FormatInt(projectID, 10) + "/jobs/" + strconv.FormatInt(jobID, 10)
+	if projectID <= 0 || jobID <= 0 {
+		return nil, &Error{Method: "GET", Path: path, Msg: "need a project id and a job id"}
+	}
+	var j Job
+	if err := c.get(ctx, path, "PRIVATE-TOKEN", c.token, &j, false); err != nil {
+		return nil, err
+	}
+	if j.ID != jobID || j.Status == "" {
+		return nil, &Error{Method: "GET", Path: path, StatusCode: http.StatusOK,
+			Msg: fmt.Sprintf(`the answer is not job %d with a "status": is gitlab.url really a GitLab?`, jobID)}
 	}
 	return &j, nil
 }

@@ -56,6 +56,46 @@ func TestCurrentJob(t *testing.T) {
 	}
 }
 
+// A stopped job's token no longer works; the project jobs API, with the read_api token,
+// still says how GitLab ended it.
+func TestProjectJob(t *testing.T) {
+	g := fake(t)
+	g.Jobs[jobToken] = gitlab.Job{ID: 42, Name: "deploy", Status: "failed", FailureReason: "stuck_or_timeout_failure",
+		User: gitlab.User{ID: 7, Username: "alice"}, Pipeline: gitlab.Pipeline{ID: 9, Source: "chat", ProjectID: 3}}
+	c := client(t, g.URL, time.Second)
+	var ge *gitlab.Error
+	if _, err := c.CurrentJob(context.Background(), jobToken); !errors.As(err, &ge) || ge.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the token of a failed job: err = %v, want GitLab's 401", err)
+	}
+	j, err := c.ProjectJob(context.Background(), 3, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.ID != 42 || j.Status != "failed" || j.FailureReason != "stuck_or_timeout_failure" {
+		t.Errorf("job = %+v", j)
+	}
+	last := g.Requests()[len(g.Requests())-1]
+	if last.Path != "/api/v4/projects/3/jobs/42" || last.PrivateToken != privateToken || last.JobToken != "" {
+		t.Errorf("request = %+v; want GET /api/v4/projects/3/jobs/42 with the read_api token only", last)
+	}
+	if _, err := c.ProjectJob(context.Background(), 4, 42); !errors.As(err, &ge) || ge.StatusCode != http.StatusNotFound {
+		t.Errorf("a job of another project: err = %v, want GitLab's 404", err)
+	}
+	if _, err := c.ProjectJob(context.Background(), 0, 42); err == nil {
+		t.Error("no project id: no error")
+	}
+	bare, _ := gitlab.New(g.URL, "", time.Second)
+	if _, err := bare.ProjectJob(context.Background(), 3, 42); err == nil || !strings.Contains(err.Error(), "gitlab.token_file") {
+		t.Errorf("no token: err = %v", err)
+	}
+	g.Handler = func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"id": 41, "status": "running"}`))
+	}
+	if _, err := c.ProjectJob(context.Background(), 3, 42); err == nil || !strings.Contains(err.Error(), "not job 42") {
+		t.Errorf("an answer about another job: err = %v", err)
+	}
+}
+
 func TestRelativeURLInstall(t *testing.T) {
 	g := fake(t)
 	g.Handler = func(w http.ResponseWriter, r *http.Request) {

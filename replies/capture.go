@@ -161,6 +161,33 @@ func (c *Capture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// GapRecorder is a sink that can remember where output is missing from it, so that its
+// reader can say so and drop the partial lines on either side (half a line may hold half
+// a secret, which redaction cannot recognise).
+type GapRecorder interface {
+	Gap(n int64)
+}
+
+// Lost records that n bytes of the stage's output, at this point of the stream, never
+// reached the capture (the executor's capture fell behind the job; the runner got them).
+// A marker cannot span the gap, so a candidate held back is released as content, and the
+// sinks that implement GapRecorder are told: all always, section when the section is
+// open. Markers in the lost bytes are not counted.
+func (c *Capture) Lost(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || n <= 0 {
+		return
+	}
+	c.scan.flush()
+	if g, ok := c.all.(GapRecorder); ok {
+		g.Gap(n)
+	}
+	if g, ok := c.section.(GapRecorder); ok && c.prior.Add(c.stage).Open() {
+		g.Gap(n)
+	}
+}
+
 // Close ends the stage: a marker still incomplete cannot complete in another
 // process (the runner writes its own lines between stages), so held-back
 // bytes are released as content. It returns the first sink error.

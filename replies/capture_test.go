@@ -255,3 +255,32 @@ func TestCaptureAllocs(t *testing.T) {
 		t.Errorf("Write allocates %v times per call", n)
 	}
 }
+
+// gapSink is a sink that records where gaps were reported.
+type gapSink struct {
+	bytes.Buffer
+	gaps []int
+}
+
+func (g *gapSink) Gap(n int64) { g.gaps = append(g.gaps, g.Len()) }
+
+// Output the capture missed breaks a marker in two: neither half may count.
+func TestCaptureLostBreaksMarker(t *testing.T) {
+	section, all := &gapSink{}, &gapSink{}
+	c := NewCapture(section, all, Counts{})
+	c.Write([]byte(start(ChatReplySection) + "\nin section\n" + "section_end:17"))
+	c.Lost(100)
+	c.Write([]byte("00000:chat_reply\r\x1b[0K\nafter\n"))
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.StageCounts(); got.Starts != 1 || got.Ends != 0 {
+		t.Errorf("counts %+v: a marker split by a gap was counted", got)
+	}
+	if len(all.gaps) != 1 || len(section.gaps) != 1 {
+		t.Errorf("gaps: all %v, section %v; want one each (the section is open)", all.gaps, section.gaps)
+	}
+	if !strings.HasPrefix(section.String(), "\nin section\nsection_end:17") {
+		t.Errorf("section %q: the held-back half marker must be released as content before the gap", section.String())
+	}
+}

@@ -1,7 +1,6 @@
 package stages
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,9 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
+	"strings"
 
 	"github.com/chatops-executor/chatops-executor/atomicfile"
+	"github.com/chatops-executor/chatops-executor/job"
 
 	"github.com/chatops-executor/chatops-executor/replies"
 )
@@ -40,29 +40,64 @@ func capturesReply(stage string) bool { return IsUserScript(stage) || stage == "
 // isMainScript reports whether a stage's output is the fallback reply: the user script.
 func isMainScript(stage string) bool { return stage == "build_script" || stage == "step_script" }
 
+// CaptureNeeds says what of a stage's output something will read. Capturing costs CPU on
+// every byte the job prints, so a stage whose output nothing reads is not captured at all:
+// the job then writes straight to the runner.
+type CaptureNeeds struct {
+	Reply    bool // cleanup builds a reply from the output: spools and marker counts
+	Progress bool // progress edits show the last line
+}
+
+// captureNeeds decides what stage's output is captured for. The reply and progress edits
+// need a way to chat — a Slack token source and a CHAT_CHANNEL that is a channel id, as
+// openChat requires — and the reply is not wanted with slack.reply = "never". It errs on
+// the side of capturing: a configured token file is not read here, since one unreadable
+// now may be readable at cleanup. (`try` gives the executor a token and a channel, so its
+// jobs are captured like any other.)
+func (s *Stages) captureNeeds(j *job.Response, stage string) CaptureNeeds {
+	if s.Cfg.Slack.TokenFile == "" && strings.TrimSpace(s.Getenv("SLACK_BOT_TOKEN")) == "" {
+		return CaptureNeeds{}
+	}
+	if !replies.ValidChannel(j.Chat().Channel) {
+		return CaptureNeeds{}
+	}
+	return CaptureNeeds{
+		Reply:    capturesReply(stage) && s.Cfg.Slack.Reply != "never",
+		Progress: IsUserScript(stage) && s.Cfg.Slack.Ack && s.Cfg.Slack.ProgressInterval.D() > 0,
+	}
+}
+
 // ReplyCapture is the Capturer the run stage uses: it captures what the reply needs into
 // the job's state, and remembers the last line of output for progress messages.
 type ReplyCapture struct {
-	st   State
-	last lastLine
+	st    State
+	needs CaptureNeeds
+	last  lastLine
 	// root and maxState are the state directory and its bound (see budget.go); 0: none.
 	root     string
 	maxState int64
 }
 
-// NewReplyCapture returns the Capturer for the job whose state is st.
-func NewReplyCapture(st State) *ReplyCapture { return &ReplyCapture{st: st} }
+// NewReplyCapture returns the Capturer for the job whose state is st, capturing what
+// needs asks for.
+func NewReplyCapture(st State, needs CaptureNeeds) *ReplyCapture {
+	return &ReplyCapture{st: st, needs: needs}
+}
 
 // Capture implements Capturer.
-func (rc *ReplyCapture) Capture(stage string) (io.WriteCloser, error) {
-	if !capturesReply(stage) {
+func (rc *ReplyCapture) Capture(stage string) (Sink, error) {
+	reply := rc.needs.Reply && capturesReply(stage)
+	if !reply && !rc.needs.Progress {
 		return nil, nil
+	}
+	sc := &stageCapture{rc: rc, progress: rc.needs.Progress}
+	if !reply {
+		return sc, nil
 	}
 	prior, err := readCounts(rc.st)
 	if err != nil {
 		return nil, err
 	}
-	sc := &stageCapture{rc: rc}
 	if sc.section, err = openSpool(filepath.Join(rc.st.Dir, sectionSpool), spoolHead, spoolTail); err != nil {
 		return nil, err
 	}
@@ -79,7 +114,7 @@ func (rc *ReplyCapture) Capture(stage string) (io.WriteCloser, error) {
 	if rc.maxState > 0 {
 		w = &budgetSink{w: sc, root: rc.root, max: rc.maxState, usage: diskUsage}
 	}
-	return &lossySink{w: w}, nil
+	return &lossySink{w: w, lost: sc.Lost}, nil
 }
 
 // Bound makes the capture stay within the host-wide bound max on everything under the
@@ -89,14 +124,22 @@ func (rc *ReplyCapture) Bound(root string, max int64) { rc.root, rc.maxState = r
 // LastLine returns the last complete, non-blank line of output seen so far, raw.
 func (rc *ReplyCapture) LastLine() string { return rc.last.get() }
 
+// stageCapture is one stage's Sink: the reply capture when the reply needs this stage,
+// the last line when progress edits need it.
 type stageCapture struct {
 	rc              *ReplyCapture
-	capture         *replies.Capture
+	progress        bool
+	capture         *replies.Capture // nil when the reply does not need this stage
 	section, output *spool
 }
 
 func (sc *stageCapture) Write(p []byte) (int, error) {
-	sc.rc.last.Write(p)
+	if sc.progress {
+		sc.rc.last.Write(p)
+	}
+	if sc.capture == nil {
+		return len(p), nil
+	}
 	n, err := sc.capture.Write(p)
 	if err == nil {
 		err = sc.capture.Err() // a spool that failed: the lossy sink counts what is lost
@@ -104,7 +147,20 @@ func (sc *stageCapture) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Lost implements Sink.
+func (sc *stageCapture) Lost(n int64) {
+	if sc.progress {
+		sc.rc.last.lose()
+	}
+	if sc.capture != nil {
+		sc.capture.Lost(n)
+	}
+}
+
 func (sc *stageCapture) Close() error {
+	if sc.capture == nil {
+		return nil
+	}
 	err := sc.capture.Close()
 	if cerr := sc.section.Close(); err == nil {
 		err = cerr
@@ -134,44 +190,4 @@ func readCounts(st State) (replies.Counts, error) {
 		return c, fmt.Errorf("read reply markers: corrupt %s: %w", countsFile, err)
 	}
 	return c, nil
-}
-
-// lastLineMax bounds the remembered line; a progress message shows a few hundred
-// characters of it at most.
-const lastLineMax = 1024
-
-// lastLine remembers the last complete non-blank line written to it, in bounded memory.
-type lastLine struct {
-	mu   sync.Mutex
-	cur  []byte // the line being written (its first lastLineMax bytes)
-	done []byte // the last complete non-blank line
-}
-
-func (l *lastLine) Write(p []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		chunk := p
-		if i >= 0 {
-			chunk = p[:i]
-		}
-		if room := lastLineMax - len(l.cur); room > 0 {
-			l.cur = append(l.cur, chunk[:min(room, len(chunk))]...)
-		}
-		if i < 0 {
-			return
-		}
-		if len(bytes.TrimSpace(l.cur)) > 0 {
-			l.done = append(l.done[:0], l.cur...)
-		}
-		l.cur = l.cur[:0]
-		p = p[i+1:]
-	}
-}
-
-func (l *lastLine) get() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return string(l.done)
 }

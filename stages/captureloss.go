@@ -78,7 +78,9 @@ func freeCapture(st State) {
 // lossySink passes writes to the capture until the first error, then drops and counts the
 // rest, so the copy loop never sees a capture error. Close reports the loss as errCapture.
 type lossySink struct {
-	w       io.WriteCloser
+	w io.WriteCloser
+	// lost tells the capture underneath that the copy skipped output it fell behind on.
+	lost    func(n int64)
 	err     error
 	at      int64 // bytes captured before the error
 	dropped int64
@@ -96,6 +98,16 @@ func (l *lossySink) Write(p []byte) (int, error) {
 		l.dropped += int64(len(p) - n)
 	}
 	return len(p), nil
+}
+
+// Lost implements Sink: bytes the copy could not hand over in time. Once the capture has
+// failed, they are simply more of what it did not get.
+func (l *lossySink) Lost(n int64) {
+	if l.err != nil {
+		l.dropped += n
+		return
+	}
+	l.lost(n)
 }
 
 func (l *lossySink) Close() error {

@@ -1,14 +1,10 @@
 package stages
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -328,149 +324,6 @@ func (s *Stages) wantsOutput(j *job.Response) bool {
 	default:
 		return true
 	}
-}
-
-// buildOutput cleans the captured reply source into a plain-text file in the job's state
-// and formats it. The returned file (nil when there is none) is the upload's content.
-func (s *Stages) buildOutput(st State, secrets replies.Secrets, status replies.Status) (replies.Output, *os.File, error) {
-	counts, err := readCounts(st)
-	if err != nil {
-		return replies.Output{}, nil, err
-	}
-	source := replies.Decide(counts)
-	path := filepath.Join(st.Dir, outputSpool)
-	if source == replies.FromChatReply {
-		path = filepath.Join(st.Dir, sectionSpool)
-	}
-	raw, err := ReadSpool(path)
-	if err != nil {
-		return replies.Output{}, nil, err
-	}
-	defer raw.Close()
-	f, err := os.OpenFile(filepath.Join(st.Dir, "reply.txt"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return replies.Output{}, nil, fmt.Errorf("write reply: %w", err)
-	}
-	w := bufio.NewWriter(f)
-	// Echoed commands are dropped from a chat_reply section too: a section that spans
-	// several commands would otherwise carry the runner's "$ command" lines, which GitLab
-	// keeps and nobody wants in chat.
-	// GitLab drops the first line of the chat_reply section (the rest of the start
-	// marker's line; Gitlab::Chat::Output#without_executed_command_line): so do we.
-	cleaner := replies.NewCleaner(w, replies.CleanOptions{Plain: true, Secrets: secrets, DropCommands: true,
-		DropFirstLine: source == replies.FromChatReply})
-	err = copySpool(cleaner, raw)
-	if cerr := cleaner.Close(); err == nil {
-		err = cerr
-	}
-	if note := readLossNote(st); note != "" && err == nil {
-		_, err = fmt.Fprintf(w, "\n[… the executor could not capture all of the output; the reply is incomplete: %s …]\n", noteText(note))
-	}
-	if ferr := w.Flush(); err == nil {
-		err = ferr
-	}
-	if err != nil {
-		f.Close()
-		return replies.Output{}, nil, fmt.Errorf("clean reply: %w", err)
-	}
-	size, err := f.Seek(0, io.SeekCurrent)
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		f.Close()
-		return replies.Output{}, nil, fmt.Errorf("read reply: %w", err)
-	}
-	out, err := replies.FormatOutput(f, size, status, s.Cfg.Slack.InlineLimit)
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		f.Close()
-		return replies.Output{}, nil, err
-	}
-	return out, f, nil
-}
-
-// copySpool copies a spool into w. Where the spool left bytes out, the partial lines on
-// both sides of the gap are dropped — a secret cut in half would no longer match its mask
-// — and a line says how much is missing.
-func copySpool(w io.Writer, r *SpoolReader) error {
-	if r.Omitted == 0 {
-		_, err := io.Copy(w, r)
-		return err
-	}
-	head := &uptoLastNewline{w: w}
-	if _, err := io.Copy(head, io.LimitReader(r, r.Cut)); err != nil {
-		return err
-	}
-	if _, err := fmt.Fprintf(w, "\n[… %d bytes of output left out …]\n", r.Omitted); err != nil {
-		return err
-	}
-	// Skip the partial first line of the tail, however long.
-	br := bufio.NewReader(r)
-	for {
-		_, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		break
-	}
-	_, err := io.Copy(w, br)
-	return err
-}
-
-// uptoLastNewline passes whole lines through and drops a partial last line. A partial
-// line longer than pendingMax is dropped whole rather than held in memory.
-type uptoLastNewline struct {
-	w        io.Writer
-	pending  []byte
-	overflow bool
-}
-
-const pendingMax = 64 << 10
-
-func (u *uptoLastNewline) Write(p []byte) (int, error) {
-	n := len(p)
-	first := bytes.IndexByte(p, '\n')
-	if first < 0 {
-		u.hold(p)
-		return n, nil
-	}
-	// The line that was pending ends here.
-	if !u.overflow {
-		if _, err := u.w.Write(u.pending); err != nil {
-			return 0, err
-		}
-		if _, err := u.w.Write(p[:first+1]); err != nil {
-			return 0, err
-		}
-	}
-	u.pending, u.overflow = u.pending[:0], false
-	rest := p[first+1:]
-	last := bytes.LastIndexByte(rest, '\n')
-	if last >= 0 {
-		if _, err := u.w.Write(rest[:last+1]); err != nil {
-			return 0, err
-		}
-		rest = rest[last+1:]
-	}
-	u.hold(rest)
-	return n, nil
-}
-
-func (u *uptoLastNewline) hold(p []byte) {
-	if u.overflow || len(u.pending)+len(p) > pendingMax {
-		u.pending, u.overflow = u.pending[:0], true
-		return
-	}
-	u.pending = append(u.pending, p...)
 }
 
 func safeName(s string) string {

@@ -2,13 +2,11 @@ package stages
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/chatops-executor/chatops-executor/gitlab"
 	"github.com/chatops-executor/chatops-executor/job"
 )
 
@@ -209,40 +207,5 @@ func TestOutcomeOfAnUnfinishedPrepare(t *testing.T) {
 		if o.Status != tt.want || !strings.Contains(o.Reason, tt.reason) {
 			t.Errorf("%d attempts: %+v", tt.attempts, o)
 		}
-	}
-}
-
-type fakeJobs struct {
-	job *gitlab.Job
-	err error
-}
-
-func (f fakeJobs) CurrentJob(context.Context, string) (*gitlab.Job, error) { return f.job, f.err }
-
-func TestAskGitLabSettlesStopped(t *testing.T) {
-	f := newFixture(t, nil)
-	j := &job.Response{ID: 4242, Token: "glcbt-x"}
-	stopped := Outcome{Status: Stopped, Reason: "the runner stopped the job (aborted by GitLab, or the runner shut down)"}
-	for _, tt := range []struct {
-		name string
-		src  fakeJobs
-		want Status
-		why  string
-	}{
-		{"still running", fakeJobs{job: &gitlab.Job{ID: 4242, Status: "running"}}, Failed, "runner_interrupted"},
-		{"cancelled", fakeJobs{job: &gitlab.Job{ID: 4242, Status: "canceled"}}, Cancelled, ""},
-		{"token revoked", fakeJobs{err: &gitlab.Error{StatusCode: 401}}, Stopped, "GitLab ended the job"},
-		{"another job", fakeJobs{job: &gitlab.Job{ID: 1, Status: "running"}}, Stopped, "aborted by GitLab, or the runner shut down"},
-		{"unreachable", fakeJobs{err: errors.New("connection refused")}, Stopped, "aborted by GitLab, or the runner shut down"},
-	} {
-		f.stages.GitLab = tt.src
-		o := f.stages.askGitLab(context.Background(), j, stopped)
-		if o.Status != tt.want || !strings.Contains(o.Reason, tt.why) {
-			t.Errorf("%s: %+v", tt.name, o)
-		}
-	}
-	f.stages.GitLab = fakeJobs{job: &gitlab.Job{ID: 4242, Status: "running"}}
-	if o := f.stages.askGitLab(context.Background(), j, Outcome{Status: Succeeded}); o.Status != Succeeded {
-		t.Errorf("a success was changed: %+v", o)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
 
 	"github.com/chatops-executor/chatops-executor/gitlab"
 	"github.com/chatops-executor/chatops-executor/job"
@@ -101,33 +102,79 @@ func (s *Stages) noteTerminated(st State, r StageRecord) {
 	}
 }
 
-// JobSource answers what GitLab knows of the job a job token belongs to (package gitlab's
-// Client). Cleanup asks it when the records and the runner cannot tell how a job was
-// stopped.
+// JobSource answers what GitLab knows of a job (package gitlab's Client). Cleanup asks it
+// when the records and the runner cannot tell how a job was stopped.
 type JobSource interface {
+	// CurrentJob asks with the job's own token, which works only while GitLab runs the job.
 	CurrentJob(ctx context.Context, jobToken string) (*gitlab.Job, error)
+	// ProjectJob asks with the admin's read_api token (gitlab.token_file), which sees a
+	// job in any state; only when HasToken.
+	ProjectJob(ctx context.Context, projectID, jobID int64) (*gitlab.Job, error)
+	HasToken() bool
 }
 
-// askGitLab settles a "stopped" outcome with GitLab, when gitlab.url is set: at cleanup the
-// runner has not yet sent the job's final state, so a job GitLab still sees running was
-// stopped by the runner itself shutting down (runner_interrupted: GitLab will show it
-// failed); one GitLab sees cancelled was cancelled; one whose token GitLab no longer
-// accepts was ended by GitLab (a hard abort). Anything else leaves the outcome as it is.
+// interruptedReason is the reason of a job GitLab still runs at cleanup: the runner itself
+// is shutting down, and GitLab will show the job failed with runner_interrupted.
+const interruptedReason = "the runner was stopped while the job ran (runner_interrupted)"
+
+// askGitLab settles a "stopped" outcome with GitLab, when gitlab.url is set. At cleanup the
+// runner has not yet sent the job's final state, so a job GitLab still runs was stopped by
+// the runner shutting down (runner_interrupted: GitLab will show it failed); one GitLab
+// cancelled or failed was ended by GitLab (a hard abort), and is reported as GitLab shows
+// it. Only the admin's token (gitlab.token_file) can tell those two apart: the job's own
+// token is rejected once GitLab no longer runs the job, so without it such a job stays
+// "stopped", with the reason that GitLab ended it. Anything else leaves the outcome as it is.
 func (s *Stages) askGitLab(ctx context.Context, j *job.Response, o Outcome) Outcome {
 	if o.Status != Stopped || s.GitLab == nil {
 		return o
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.Cfg.GitLab.Timeout.D())
+	timeout := s.Cfg.GitLab.Timeout.D()
+	if s.GitLab.HasToken() {
+		qctx, cancel := context.WithTimeout(ctx, timeout)
+		gj, err := s.GitLab.ProjectJob(qctx, j.Info.ProjectID, j.ID)
+		cancel()
+		if err == nil {
+			return settleWithGitLab(o, gj)
+		}
+		fmt.Fprintf(s.Stderr, "%s: job %d: asking GitLab how the job ended, with gitlab.token_file: %v\n", DriverName, j.ID, err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	gj, err := s.GitLab.CurrentJob(ctx, j.Token)
+	gj, err := s.GitLab.CurrentJob(qctx, j.Token)
 	var ge *gitlab.Error
 	switch {
 	case err == nil && gj.ID == j.ID && gj.Status == "running":
-		o.Status, o.Reason = Failed, "the runner was stopped while the job ran (runner_interrupted)"
-	case err == nil && gj.ID == j.ID && (gj.Status == "canceled" || gj.Status == "canceling"):
+		o.Status, o.Reason = Failed, interruptedReason
+	case err == nil && gj.ID == j.ID && (gj.Status == "canceling" || gj.Status == "canceled"):
 		o.Status, o.Reason = Cancelled, ""
 	case errors.As(err, &ge) && (ge.StatusCode == http.StatusUnauthorized || ge.StatusCode == http.StatusForbidden):
-		o.Reason = "GitLab ended the job (aborted)"
+		o.Reason = "GitLab ended the job (cancelled or failed it)"
+		if !s.GitLab.HasToken() {
+			fmt.Fprintf(s.Stderr, "%s: job %d: GitLab no longer runs the job; set gitlab.token_file (a read_api token) for cleanup to ask GitLab whether it cancelled or failed it\n", DriverName, j.ID)
+		}
 	}
 	return o
 }
+
+// settleWithGitLab reports a stopped job as GitLab's project jobs API shows it.
+func settleWithGitLab(o Outcome, gj *gitlab.Job) Outcome {
+	switch gj.Status {
+	case "running":
+		o.Status, o.Reason = Failed, interruptedReason
+	case "canceling", "canceled":
+		o.Status, o.Reason = Cancelled, ""
+	case "failed":
+		o.Status, o.Reason = Failed, "GitLab failed the job"
+		switch r := gj.FailureReason; {
+		case r == "runner_interrupted":
+			o.Reason = interruptedReason
+		case failureReason.MatchString(r):
+			o.Reason += " (" + r + ")"
+		}
+	}
+	return o
+}
+
+// failureReason is the shape of GitLab's failure_reason values (script_failure, …): only
+// such a word is quoted in the reply.
+var failureReason = regexp.MustCompile(`^[a-z][a-z_]{0,63}$`)

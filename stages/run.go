@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -27,21 +26,6 @@ var passEnv = []string{"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"}
 
 // defaultPath is the script's PATH when the executor has none.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// pipeSize is the capacity asked of the capture pipe. Linux's default 64 KiB makes the
-// job block on every 64 KiB it writes while the executor copies; 1 MiB (the unprivileged
-// maximum) lets a burst through in one read.
-const pipeSize = 1 << 20
-
-// copyBufSize is the read size of the capture copy loop.
-const copyBufSize = 256 << 10
-
-// Capturer gives a stage's output a second reader besides the runner. It returns nil for a
-// stage whose output nothing needs; that stage then writes straight to the runner with no
-// copy at all.
-type Capturer interface {
-	Capture(stage string) (io.WriteCloser, error)
-}
 
 // Run executes the runner-generated script for one stage. The script runs with the
 // configured shell, in its own process group, with a clean environment, as the user prepare
@@ -87,7 +71,7 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	}
 	result := StageRecord{Stage: stage, Seq: seq, StartedAt: s.now()}
 	s.startStage(st, result)
-	capture := NewReplyCapture(st)
+	capture := NewReplyCapture(st, s.captureNeeds(j, stage))
 	capture.Bound(s.Cfg.Executor.StateDir, int64(s.Cfg.Executor.MaxStateSize))
 	if IsUserScript(stage) {
 		pctx, stop := context.WithCancel(ctx)
@@ -137,7 +121,7 @@ func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, c
 	cmd.SysProcAttr.Credential = u.credential()
 	cmd.Env = s.scriptEnv(u)
 
-	var sink io.WriteCloser
+	var sink Sink
 	if capture != nil {
 		if sink, err = capture.Capture(stage); err != nil {
 			// No capture costs the reply, never the job.
@@ -145,29 +129,30 @@ func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, c
 			sink = nil
 		}
 	}
-	var copyDone chan error
-	var pipeR *os.File
+	var copying *outputCopy
+	var pipeW *os.File
 	if sink == nil {
 		cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
 	} else {
 		r, w, err := os.Pipe()
 		if err != nil {
+			sink.Close()
 			return failure.Systemf("create output pipe: %w", err)
 		}
 		// Best effort: a smaller pipe is only slower.
 		_, _ = unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, pipeSize)
-		pipeR = r
 		// One pipe for both streams keeps the job's interleaving of stdout and stderr, which
 		// the runner merges into one log anyway.
-		cmd.Stdout, cmd.Stderr = w, w
+		cmd.Stdout, cmd.Stderr, pipeW = w, w, w
 		defer w.Close()
-		copyDone = make(chan error, 1)
-		go func() { copyDone <- teeCopy(s.Stdout, sink, r) }()
+		copying = startCopy(s.Stdout, r, sink)
 	}
 
 	if err := startScript(cmd, u.Isolation == OwnUID); err != nil {
-		if pipeR != nil {
-			pipeR.Close()
+		if copying != nil {
+			pipeW.Close()
+			<-copying.done
+			sink.Close()
 		}
 		return failure.Systemf("start %s as uid %d in %s: %w", shell, u.UID, cmd.Dir, err)
 	}
@@ -175,9 +160,9 @@ func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, c
 	if err := st.RecordGroup(pgid, u.UID); err != nil {
 		fmt.Fprintf(s.Stderr, "%s: warning: %v\n", DriverName, err)
 	}
-	if w, ok := cmd.Stdout.(*os.File); ok && sink != nil {
-		// The child holds its own copy; ours must go so the copy loop sees EOF.
-		w.Close()
+	if pipeW != nil {
+		// The child holds its own copy; ours must go so the copy sees EOF.
+		pipeW.Close()
 	}
 
 	exited := make(chan struct{})
@@ -216,17 +201,19 @@ loop:
 	}
 
 	var copyErr error
-	if copyDone != nil {
+	if copying != nil {
 		select {
-		case copyErr = <-copyDone:
+		case copyErr = <-copying.done:
 		case <-time.After(outputLinger):
-			pipeR.Close() // unblocks the copy loop's Read; its error is expected
-			<-copyDone
+			copying.abandon() // stops the copy's read; its error is expected
+			<-copying.done
 			fmt.Fprintf(s.Stderr, "%s: warning: a process outside the job's process group kept its output open; stopped reading\n", DriverName)
 		}
-		pipeR.Close()
 		if err := sink.Close(); err != nil && copyErr == nil {
 			copyErr = err
+		}
+		if n := copying.lost.Load(); n > 0 {
+			fmt.Fprintf(s.Stderr, "%s: warning: the reply capture fell behind the job: %d bytes of output are missing from the chat reply (the job log has them all)\n", DriverName, n)
 		}
 	}
 
@@ -255,44 +242,6 @@ loop:
 		return failure.Script(code, fmt.Errorf("script exited with code %d", code))
 	}
 	return nil
-}
-
-// teeCopy copies the job's output to the runner first and then to the capture, so that
-// capture never delays the live log. Each chunk is written to the runner as soon as it is
-// read; nothing waits for a newline.
-func teeCopy(runner io.Writer, sink io.Writer, r io.Reader) error {
-	buf := make([]byte, copyBufSize)
-	var sinkErr error
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := runner.Write(buf[:n]); werr != nil {
-				// The runner stopped reading: keep draining so the job is not blocked, and
-				// report it at the end.
-				return drain(r, buf, fmt.Errorf("write to runner: %w", werr))
-			}
-			if sinkErr == nil {
-				if _, werr := sink.Write(buf[:n]); werr != nil {
-					// A broken capture costs the reply, never the job or its log.
-					sinkErr = fmt.Errorf("capture: %w", werr)
-				}
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			return sinkErr
-		}
-		if err != nil {
-			return fmt.Errorf("read job output: %w", err)
-		}
-	}
-}
-
-func drain(r io.Reader, buf []byte, cause error) error {
-	for {
-		if _, err := r.Read(buf); err != nil {
-			return cause
-		}
-	}
 }
 
 // exitStatus returns the script's exit code, and the signal's name when a signal ended

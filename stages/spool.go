@@ -25,16 +25,45 @@ const (
 
 // spoolMeta is the spool's bookkeeping, saved beside it so a later process can read it.
 type spoolMeta struct {
-	Total    int64 `json:"total"`
-	HeadSize int64 `json:"head_size"`
-	TailSize int64 `json:"tail_size"`
+	Total    int64      `json:"total"`
+	HeadSize int64      `json:"head_size"`
+	TailSize int64      `json:"tail_size"`
+	Gaps     []spoolGap `json:"gaps,omitempty"`
 }
+
+// spoolGap is a place in the written stream where output never reached the spool: the
+// capture fell behind the job (see Stages.runScript).
+type spoolGap struct {
+	At   int64 `json:"at"`   // bytes written before it
+	Lost int64 `json:"lost"` // bytes missing
+}
+
+// maxSpoolGaps bounds the bookkeeping. A stream that falls behind more often than this
+// stops being spooled: everything after the last gap counts as lost with it.
+const maxSpoolGaps = 32
+
+// spoolBatch is the size of a spool's write buffer: the capture hands it output as the job
+// wrote it, often a few KiB at a time, and a write(2) per 256 KiB costs far less than one
+// per chunk.
+const spoolBatch = 256 << 10
 
 // spool appends to a head file and a ring file. It is not safe for concurrent use.
 type spool struct {
 	path       string
 	head, ring *os.File
 	meta       spoolMeta
+	batch      []byte // written to the spool, not yet to its files (meta.Total leaves it out)
+}
+
+// Gap implements replies.GapRecorder: n bytes are missing at this point of the stream.
+// A write error here is the next Write's or Close's to report.
+func (s *spool) Gap(n int64) {
+	_ = s.flush()
+	if k := len(s.meta.Gaps); k > 0 && (s.meta.Gaps[k-1].At == s.meta.Total || k == maxSpoolGaps) {
+		s.meta.Gaps[k-1].Lost += n
+		return
+	}
+	s.meta.Gaps = append(s.meta.Gaps, spoolGap{At: s.meta.Total, Lost: n})
 }
 
 // openSpool opens (or continues) the spool at path: path.head, path.ring, path.json. A
@@ -59,8 +88,41 @@ func openSpool(path string, headSize, tailSize int64) (*spool, error) {
 	return s, nil
 }
 
-// Write implements io.Writer.
+// Write implements io.Writer. Small writes are batched (see spoolBatch); an error may
+// come from an earlier write's bytes.
 func (s *spool) Write(p []byte) (int, error) {
+	if k := len(s.meta.Gaps); k == maxSpoolGaps {
+		// Given up (see maxSpoolGaps): the last gap grows instead.
+		s.meta.Gaps[k-1].Lost += int64(len(p))
+		return len(p), nil
+	}
+	if len(s.batch)+len(p) > spoolBatch {
+		if err := s.flush(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) >= spoolBatch {
+		return s.write(p)
+	}
+	if s.batch == nil {
+		s.batch = make([]byte, 0, spoolBatch)
+	}
+	s.batch = append(s.batch, p...)
+	return len(p), nil
+}
+
+// flush writes the batch to the files.
+func (s *spool) flush() error {
+	if len(s.batch) == 0 {
+		return nil
+	}
+	_, err := s.write(s.batch)
+	s.batch = s.batch[:0]
+	return err
+}
+
+// write puts p in the files: the head while it has room, then the ring.
+func (s *spool) write(p []byte) (int, error) {
 	n := len(p)
 	if s.meta.Total < s.meta.HeadSize {
 		k := min(int64(len(p)), s.meta.HeadSize-s.meta.Total)
@@ -92,10 +154,13 @@ func (s *spool) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close saves the bookkeeping and closes the files.
+// Close writes what is batched, saves the bookkeeping and closes the files.
 func (s *spool) Close() error {
+	err := s.flush()
 	data, _ := json.Marshal(s.meta)
-	err := atomicfile.WriteFile(s.path+".json", data, 0o600)
+	if werr := atomicfile.WriteFile(s.path+".json", data, 0o600); err == nil {
+		err = werr
+	}
 	if cerr := s.head.Close(); err == nil {
 		err = cerr
 	}
@@ -112,8 +177,48 @@ type SpoolReader struct {
 	// middle to keep the bound.
 	Total, Omitted int64
 	// Cut is the offset in the read stream where the omitted bytes were (0 when none).
-	Cut   int64
+	Cut int64
+	// Cuts lists every place in the read stream where bytes are missing, in order: the
+	// omitted middle and the gaps where the capture fell behind.
+	Cuts  []SpoolCut
 	files []*os.File
+}
+
+// SpoolCut is a place in the read stream where bytes are missing.
+type SpoolCut struct {
+	At      int64 // offset in the read stream
+	Omitted int64 // bytes dropped to keep the spool's bound
+	Lost    int64 // bytes that never reached the spool
+}
+
+// cuts maps the spool's omitted middle and its gaps onto the read stream. A gap inside the
+// omitted middle adds to the middle's cut; gaps at one place become one cut.
+func (m spoolMeta) cuts(headLen, omitted int64) []SpoolCut {
+	var cuts []SpoolCut
+	add := func(c SpoolCut) {
+		if k := len(cuts); k > 0 && cuts[k-1].At == c.At {
+			cuts[k-1].Omitted += c.Omitted
+			cuts[k-1].Lost += c.Lost
+			return
+		}
+		cuts = append(cuts, c)
+	}
+	middle := omitted > 0      // still to add
+	for _, g := range m.Gaps { // in written order
+		at := g.At
+		if omitted > 0 && at >= headLen {
+			if middle {
+				add(SpoolCut{At: headLen, Omitted: omitted})
+				middle = false
+			}
+			at = max(headLen, at-omitted)
+		}
+		add(SpoolCut{At: at, Lost: g.Lost})
+	}
+	if middle {
+		add(SpoolCut{At: headLen, Omitted: omitted})
+	}
+	return cuts
 }
 
 // Close closes the spool's files.
@@ -166,6 +271,7 @@ func ReadSpool(path string) (*SpoolReader, error) {
 			parts = append(parts, io.NewSectionReader(ring, pos, meta.TailSize-pos), io.NewSectionReader(ring, 0, pos))
 		}
 	}
+	r.Cuts = meta.cuts(headLen, r.Omitted)
 	r.Reader = io.MultiReader(parts...)
 	return r, nil
 }

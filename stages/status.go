@@ -17,8 +17,9 @@ const (
 	TimedOut  Status = "timed out"
 	Denied    Status = "denied"
 	// Stopped is a job the runner stopped from outside without it being a cancel for certain:
-	// a hard abort (GitLab shows it cancelled) or the runner shutting down (GitLab shows it
-	// failed, runner_interrupted) look the same to the executor.
+	// a hard abort (GitLab shows it cancelled or failed, as it decided) or the runner
+	// shutting down (failed, runner_interrupted) look the same to the executor. Cleanup
+	// asks GitLab which it was (see askGitLab); Stopped stays only when GitLab cannot say.
 	Stopped Status = "stopped"
 )
 

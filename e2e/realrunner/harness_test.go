@@ -68,14 +68,6 @@ func needRunner(t *testing.T) {
 	}
 }
 
-// knownBug skips a test whose assertion failed only because of a bug another issue is
-// fixing. It is the one place such skips live: once the fix is merged, make this a no-op
-// (or delete it) and every test it guards asserts again.
-func knownBug(t *testing.T, issue int, what string) {
-	t.Helper()
-	t.Skipf("blocked on issue %d: %s", issue, what)
-}
-
 // slackToken is the bot token in the runner's environment; jobs must never see it.
 const slackToken = "xoxb-runner-env-secret"
 
@@ -101,7 +93,14 @@ type rigOptions struct {
 	// spyDir, when set, puts testdata/spy.sh in front of every executor call, recording
 	// what each call received into spyDir.
 	spyDir string
+	// adminToken gives the executor the admin's read_api token (gitlab.token_file), which
+	// the fake GitLab accepts for the project jobs API: cleanup can then ask how GitLab
+	// ended a job whose own token it no longer accepts.
+	adminToken bool
 }
+
+// adminToken is the read_api token of rigOptions.adminToken.
+const adminToken = "glpat-admin-read-api-0123456789"
 
 // policy lets alice (as GitLab says, verified with the job token) run anything.
 const policy = `
@@ -132,6 +131,12 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	dir := t.TempDir()
 	r := &rig{t: t, dir: dir, gitlab: coordinatortest.New(t), slack: slacktest.New(t, slackToken),
 		execConfig: filepath.Join(dir, "executor.toml"), runnerConfig: filepath.Join(dir, "runner.toml")}
+	var tokenFile string
+	if o.adminToken {
+		tokenFile = fmt.Sprintf("token_file = %q\n", filepath.Join(dir, "gitlab-token"))
+		write(t, filepath.Join(dir, "gitlab-token"), adminToken+"\n")
+		r.gitlab.SetPrivateToken(adminToken)
+	}
 	exe := fmt.Sprintf(`[executor]
 builds_dir = %q
 cache_dir = %q
@@ -140,11 +145,11 @@ kill_grace = %q
 %s[gitlab]
 url = %q
 verify_identity = true
-[slack]
+%s[slack]
 api_url = %q
 progress_interval = "0s"
 `, filepath.Join(dir, "builds"), filepath.Join(dir, "cache"), filepath.Join(dir, "state"), o.killGrace,
-		asRoot(), r.gitlab.URL, r.slack.APIURL()) + fmt.Sprintf(policy, filepath.Join(dir, "audit.jsonl"))
+		asRoot(), r.gitlab.URL, tokenFile, r.slack.APIURL()) + fmt.Sprintf(policy, filepath.Join(dir, "audit.jsonl"))
 	write(t, r.execConfig, exe)
 
 	exe, prepare := executorBin, executorBin

@@ -29,7 +29,7 @@ func TestRunnerKillsExecutorMidStage(t *testing.T) {
 	assertFinal(t, final, "failed", "job_canceled", 0)
 	assertDead(t, pids)
 	r.assertClean(590)
-	assertChatSaysGitLabStatus(t, r, job, 9, "after the runner SIGKILLs the executor mid-stage, cleanup says succeeded")
+	assertChatSaysGitLabStatus(t, r, job)
 }
 
 // A cancel in the answer to the runner's first PUT ends the job before any executor call:

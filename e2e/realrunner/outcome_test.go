@@ -1,7 +1,6 @@
 package realrunner
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -58,82 +57,127 @@ func TestCancelLeavesNoProcess(t *testing.T) {
 	if log := job.Log(); !strings.Contains(log, "after: canceled\n") {
 		t.Errorf("after_script did not run with CI_JOB_STATUS=canceled:\n%s", log)
 	}
-	assertChatSaysGitLabStatus(t, r, job, 0, "")
+	assertChatSaysGitLabStatus(t, r, job)
 	r.assertClean(520)
 }
 
 // A hard abort (Job-Status: canceled or failed: GitLab has given the job up) skips
-// after_script; cleanup still runs and must still kill everything. Chat must then say what
-// GitLab shows: cancelled for canceled, failed for failed.
+// after_script; cleanup still runs and must still kill everything. GitLab no longer
+// accepts the job's token by then; with the admin's read_api token cleanup asks the
+// project jobs API, and chat says what GitLab shows: cancelled for canceled, failed (with
+// GitLab's failure_reason) for failed.
 func TestHardAbort(t *testing.T) {
 	for i, status := range []string{coordinatortest.Canceled, coordinatortest.Failed} {
 		t.Run(status, func(t *testing.T) {
-			r := newRig(t, rigOptions{})
-			pids := filepath.Join(r.dir, "pids")
-			id := int64(530 + i)
-			job := r.gitlab.Enqueue(t, chatJob(t, jobSpec{id: id, script: busyScript(pids, "children-started"),
-				afterScript: []string{`echo "after: $CI_JOB_STATUS"`}}))
-			job.AbortWhen("children-started", status)
-			r.start(1).wait(t)
-			final := r.final(job)
-			// The runner reports its side of it; GitLab keeps its own status.
-			assertFinal(t, final, "failed", "job_canceled", 0)
-			if job.Status() != status {
-				t.Errorf("GitLab shows %q", job.Status())
+			r := newRig(t, rigOptions{adminToken: true})
+			job := runAbortedJob(t, r, int64(530+i), status)
+			assertChatSaysGitLabStatus(t, r, job)
+			if job.Lookups() == 0 {
+				t.Error("cleanup never asked GitLab's project jobs API")
 			}
-			assertDead(t, pids)
-			if log := job.Log(); strings.Contains(log, "after: ") {
-				t.Errorf("after_script ran after an abort:\n%s", log)
-			}
-			r.assertClean(id)
-			assertChatSaysGitLabStatus(t, r, job, 9, "a hard abort is reported as cancelled whatever GitLab says")
 		})
 	}
 }
 
+// Without gitlab.token_file nothing can tell cleanup how GitLab ended an aborted job (its
+// token is rejected): chat says it was stopped, because GitLab ended it — never
+// "cancelled" for a job GitLab failed, nor runner_interrupted.
+func TestHardAbortWithoutAdminToken(t *testing.T) {
+	for i, status := range []string{coordinatortest.Canceled, coordinatortest.Failed} {
+		t.Run(status, func(t *testing.T) {
+			r := newRig(t, rigOptions{})
+			job := runAbortedJob(t, r, int64(535+i), status)
+			start := channel(t, r.slack, 1)[0]
+			const want = ":octagonal_sign: <@U0123ABCD> *deploy* in ops/infra stopped: GitLab ended the job (cancelled or failed it) after"
+			if !strings.HasPrefix(start.Text, want) {
+				t.Errorf("chat says %q, want %q…; GitLab shows the job %s", start.Text, want, job.Status())
+			}
+			if job.Lookups() != 0 {
+				t.Error("the project jobs API was asked without a token")
+			}
+		})
+	}
+}
+
+// runAbortedJob runs a job that GitLab aborts with status once it is busy, and checks what
+// does not depend on the executor's GitLab token: the runner's report, GitLab's status, no
+// process left, no after_script, nothing left on disk.
+func runAbortedJob(t *testing.T, r *rig, id int64, status string) *coordinatortest.Job {
+	t.Helper()
+	pids := filepath.Join(r.dir, "pids")
+	job := r.gitlab.Enqueue(t, chatJob(t, jobSpec{id: id, script: busyScript(pids, "children-started"),
+		afterScript: []string{`echo "after: $CI_JOB_STATUS"`}}))
+	job.AbortWhen("children-started", status)
+	r.start(1).wait(t)
+	final := r.final(job)
+	// The runner reports its side of it; GitLab keeps its own status.
+	assertFinal(t, final, "failed", "job_canceled", 0)
+	if job.Status() != status {
+		t.Errorf("GitLab shows %q", job.Status())
+	}
+	assertDead(t, pids)
+	if log := job.Log(); strings.Contains(log, "after: ") {
+		t.Errorf("after_script ran after an abort:\n%s", log)
+	}
+	r.assertClean(id)
+	return job
+}
+
 // assertChatSaysGitLabStatus checks that the job's final status in the channel is the
-// status GitLab shows. When chat says "cancelled" for a job GitLab shows failed, the known
-// bug of issue is the reason, and the test skips.
-func assertChatSaysGitLabStatus(t *testing.T, r *rig, job *coordinatortest.Job, issue int, bug string) {
+// status GitLab shows, with GitLab's failure_reason where chat can know it.
+func assertChatSaysGitLabStatus(t *testing.T, r *rig, job *coordinatortest.Job) {
 	t.Helper()
 	start := channel(t, r.slack, 1)[0]
-	prefix := map[string]string{
-		"success":  ":white_check_mark: <@U0123ABCD> *deploy* in ops/infra succeeded",
-		"failed":   ":x: <@U0123ABCD> *deploy* in ops/infra failed",
-		"canceled": ":no_entry_sign: <@U0123ABCD> *deploy* in ops/infra cancelled",
-	}[job.Status()]
-	if prefix == "" {
-		t.Fatalf("GitLab shows the job %q", job.Status())
+	const who = "<@U0123ABCD> *deploy* in ops/infra "
+	var prefix string
+	switch st, why := job.Status(), job.FailureReason(); {
+	case st == "success":
+		prefix = ":white_check_mark: " + who + "succeeded after"
+	case st == "canceled":
+		prefix = ":no_entry_sign: " + who + "cancelled after"
+	case st == "failed" && why == "runner_interrupted":
+		prefix = ":x: " + who + "failed: the runner was stopped while the job ran (runner_interrupted) after"
+	case st == "failed" && why == coordinatortest.AbortFailureReason:
+		prefix = ":x: " + who + "failed: GitLab failed the job (" + why + ") after"
+	case st == "failed":
+		prefix = ":x: " + who + "failed"
+	default:
+		t.Fatalf("GitLab shows the job %q", st)
 	}
-	if strings.HasPrefix(start.Text, prefix) {
-		return
+	if !strings.HasPrefix(start.Text, prefix) {
+		t.Errorf("chat says %q, want %q…; GitLab shows the job %s (%s)", start.Text, prefix, job.Status(), job.FailureReason())
 	}
-	if issue != 0 && (strings.HasPrefix(start.Text, ":no_entry_sign:") || strings.HasPrefix(start.Text, ":white_check_mark:")) {
-		knownBug(t, issue, fmt.Sprintf("%s: GitLab shows %s, chat says %q", bug, job.Status(), start.Text))
-	}
-	t.Errorf("chat says %q; GitLab shows the job %s", start.Text, job.Status())
 }
 
 // SIGTERM to the runner itself: GitLab records runner_interrupted, and chat must say the
-// job failed because the runner stopped, not that someone cancelled it.
+// job failed because the runner stopped, not that someone cancelled it — whether cleanup
+// asks with the admin's token or, still accepted while GitLab runs the job, the job's own.
 func TestRunnerInterrupted(t *testing.T) {
-	r := newRig(t, rigOptions{})
-	pids := filepath.Join(r.dir, "pids")
-	job := r.gitlab.Enqueue(t, chatJob(t, jobSpec{id: 540, script: busyScript(pids, "children-started"),
-		afterScript: []string{`echo "after: $CI_JOB_STATUS"`}}))
-	p := r.start(1)
-	waitFor(t, time.Minute, "the job's marker in GitLab's trace", func() bool {
-		return strings.Contains(job.Log(), "\nchildren-started\n")
-	})
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	for i, admin := range []bool{true, false} {
+		t.Run(map[bool]string{true: "admin token", false: "job token"}[admin], func(t *testing.T) {
+			r := newRig(t, rigOptions{adminToken: admin})
+			pids := filepath.Join(r.dir, "pids")
+			id := int64(540 + i)
+			job := r.gitlab.Enqueue(t, chatJob(t, jobSpec{id: id, script: busyScript(pids, "children-started"),
+				afterScript: []string{`echo "after: $CI_JOB_STATUS"`}}))
+			p := r.start(1)
+			waitFor(t, time.Minute, "the job's marker in GitLab's trace", func() bool {
+				return strings.Contains(job.Log(), "\nchildren-started\n")
+			})
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			p.wait(t)
+			final := r.final(job)
+			assertFinal(t, final, "failed", "runner_interrupted", 0)
+			assertDead(t, pids)
+			r.assertClean(id)
+			assertChatSaysGitLabStatus(t, r, job)
+			if admin != (job.Lookups() > 0) {
+				t.Errorf("with the admin token %v, the project jobs API was asked %d times", admin, job.Lookups())
+			}
+		})
 	}
-	p.wait(t)
-	final := r.final(job)
-	assertFinal(t, final, "failed", "runner_interrupted", 0)
-	assertDead(t, pids)
-	r.assertClean(540)
-	assertChatSaysGitLabStatus(t, r, job, 9, "runner_interrupted is reported as cancelled")
 }
 
 func TestTimeout(t *testing.T) {

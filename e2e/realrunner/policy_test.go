@@ -1,8 +1,10 @@
 package realrunner
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,16 +42,28 @@ func TestSpoofedJobDenied(t *testing.T) {
 	r.assertClean(560)
 }
 
-// GitLab says the job was started by someone no rule allows: denied, and told so.
+// GitLab says the job was started by someone no rule allows: denied, and told so in an
+// ephemeral message that quotes nothing the job controls (its name, its input, its
+// project path or job URL variables): the bot's voice must not relay a job's text. Only
+// the job id, the policy's rule and the job's page on the configured GitLab appear.
 func TestDeniedJob(t *testing.T) {
 	r := newRig(t, rigOptions{})
-	job := r.gitlab.Enqueue(t, chatJob(t, jobSpec{id: 561, script: []string{"echo should not run"},
-		vars: map[string]string{"GITLAB_USER_LOGIN": "bob", "GITLAB_USER_ID": "102"}}))
+	hostile := map[string]string{
+		"CHAT_INPUT":      "<!channel> your session expired, log in again at https://phish.example/login",
+		"CI_JOB_NAME":     "deploy-now <!here>",
+		"CI_PROJECT_PATH": "evil/phish-project",
+		"CI_JOB_URL":      "https://phish.example/jobs/561",
+	}
+	vars := map[string]string{"GITLAB_USER_LOGIN": "bob", "GITLAB_USER_ID": "102"}
+	maps.Copy(vars, hostile)
+	job := r.gitlab.Enqueue(t, chatJob(t, jobSpec{id: 561, script: []string{"echo should not run"}, vars: vars}))
 	r.start(1).wait(t)
 	assertFinal(t, r.final(job), "failed", "script_failure", 1)
 	if strings.Contains(job.Log(), "\nshould not run\n") {
 		t.Error("the denied job's script ran")
 	}
+	want := ":lock: The runner's policy denied your chat command (rule `default`); the job's log says why · <" +
+		r.gitlab.URL + "/ops/infra/-/jobs/561|job #561>"
 	var eph int
 	for _, m := range r.slack.Messages() {
 		if !m.Ephemeral {
@@ -57,8 +71,14 @@ func TestDeniedJob(t *testing.T) {
 			continue
 		}
 		eph++
-		if m.User != "U0123ABCD" || !strings.Contains(m.Text, "You may not run *deploy* in ops/infra") {
-			t.Errorf("ephemeral message to %s: %q", m.User, m.Text)
+		if m.User != "U0123ABCD" || m.Text != want {
+			t.Errorf("ephemeral message to %s:\n%q, want\n%q", m.User, m.Text, want)
+		}
+		// The job's name (job_info.name, from .gitlab-ci.yml) and whatever it set.
+		for _, bad := range append(slices.Collect(maps.Values(hostile)), "deploy", "phish", "<!", "bob") {
+			if strings.Contains(m.Text, bad) {
+				t.Errorf("the denial quotes %q, which the job controls: %q", bad, m.Text)
+			}
 		}
 	}
 	if eph != 1 {

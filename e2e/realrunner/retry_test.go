@@ -68,7 +68,7 @@ if [ "$n" = 0 ]; then kill -KILL $$; fi`)
 		}
 	}
 	if len(starts) != 1 || !strings.HasPrefix(starts[0], ":white_check_mark:") {
-		knownBug(t, 9, fmt.Sprintf("a retried prepare shows in chat as more than one job: %q", starts))
+		t.Errorf("a retried prepare shows in chat as %d jobs, want one that succeeded: %q", len(starts), starts)
 	}
 }
 

@@ -23,9 +23,14 @@
 // (Job.CancelWhen, Job.AbortWhen). Job.Status says what GitLab then shows for the job.
 //
 // The job side: GET /api/v4/job with header JOB-TOKEN answers the job the token belongs to
-// (id, name, status, user, pipeline), as long as the job runs: from the moment a runner
-// received it until its final PUT. Tokens are otherwise not checked (the runner's
-// Runner-Token is not).
+// (id, name, status, user, pipeline), as long as GitLab runs the job (status running or
+// canceling): from the moment a runner received it until an abort or its final PUT. After
+// that the token gets 401, as GitLab's Ci::AuthJobFinder answers "Job is not running".
+//
+// The admin side: GET /api/v4/projects/:id/jobs/:job_id with header PRIVATE-TOKEN (the
+// token SetPrivateToken names; none works by default) answers the job in any state, with
+// its current status and failure_reason: what an admin's read_api token sees. Other tokens
+// are not checked (the runner's Runner-Token is not).
 //
 // What differs from GitLab: job requests are answered at once instead of long-polled,
 // nothing is registered, there are no artifacts, caches or dependencies, and the job JSON
@@ -73,12 +78,17 @@ const (
 	Failed    = "failed"    // an abort too, GitLab having failed the job itself
 )
 
+// AbortFailureReason is the failure_reason GitLab gives a job it failed itself (an abort
+// with Failed): the one its stuck-jobs worker gives a running job it drops.
+const AbortFailureReason = "stuck_or_timeout_failure"
+
 // Server is the fake GitLab on 127.0.0.1. Its methods are safe for concurrent use.
 type Server struct {
 	*httptest.Server
 
 	mu       sync.Mutex
-	interval int // X-GitLab-Trace-Update-Interval, seconds
+	interval int    // X-GitLab-Trace-Update-Interval, seconds
+	private  string // the read_api token the project jobs API accepts; "" accepts none
 	queue    []*Job
 	jobs     map[int64]*Job
 	requests []JobRequest
@@ -122,6 +132,14 @@ func (s *Server) SetUpdateInterval(seconds int) {
 	s.mu.Unlock()
 }
 
+// SetPrivateToken sets the admin's read_api token that GET
+// /api/v4/projects/:id/jobs/:job_id accepts (as PRIVATE-TOKEN); "" (the default) accepts none.
+func (s *Server) SetPrivateToken(token string) {
+	s.mu.Lock()
+	s.private = token
+	s.mu.Unlock()
+}
+
 // Problems returns the protocol violations seen so far.
 func (s *Server) Problems() []string {
 	s.mu.Lock()
@@ -139,7 +157,8 @@ func (s *Server) Requests() []JobRequest {
 // Enqueue queues a job for the next runner that asks. response is the job JSON as GitLab
 // sends it; its id and token name the job. GET /api/v4/job will say the job was started
 // by the user in its GITLAB_USER_ID and GITLAB_USER_LOGIN variables, in the pipeline of
-// CI_PIPELINE_ID and CI_PIPELINE_SOURCE, unless SetIdentity says otherwise.
+// CI_PIPELINE_ID and CI_PIPELINE_SOURCE, in project job_info.project_id, unless
+// SetIdentity says otherwise.
 func (s *Server) Enqueue(t testing.TB, response []byte) *Job {
 	t.Helper()
 	var r struct {
@@ -165,7 +184,7 @@ func (s *Server) Enqueue(t testing.TB, response []byte) *Job {
 	j := &Job{
 		ID: r.ID, Token: r.Token, response: response, remote: Running, final: make(chan struct{}),
 		identity: gitlab.Job{
-			ID: r.ID, Name: r.JobInfo.Name, Status: "running", WebURL: vars["CI_JOB_URL"],
+			ID: r.ID, Name: r.JobInfo.Name, WebURL: vars["CI_JOB_URL"],
 			User:     gitlab.User{ID: num("GITLAB_USER_ID"), Username: vars["GITLAB_USER_LOGIN"]},
 			Pipeline: gitlab.Pipeline{ID: num("CI_PIPELINE_ID"), Source: vars["CI_PIPELINE_SOURCE"], ProjectID: r.JobInfo.ProjectID},
 		},
@@ -194,6 +213,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.request(w, r)
 	case r.Method == http.MethodGet && path == "job":
 		s.identify(w, r)
+	case r.Method == http.MethodGet && len(parts) == 4 && parts[0] == "projects" && parts[2] == "jobs":
+		s.projectJob(w, r, parts[1], parts[3])
 	case r.Method == http.MethodPut && len(parts) == 2 && parts[0] == "jobs":
 		s.withJob(w, parts[1], s.update, r)
 	case r.Method == http.MethodPatch && len(parts) == 3 && parts[0] == "jobs" && parts[2] == "trace":
@@ -236,7 +257,7 @@ func (s *Server) request(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(j.response)
 }
 
-// identify is GET /api/v4/job: 401 for a token of no running job, as GitLab does.
+// identify is GET /api/v4/job: 401 for a token of no job GitLab runs, as GitLab does.
 func (s *Server) identify(w http.ResponseWriter, r *http.Request) {
 	token := r.Header.Get("JOB-TOKEN")
 	s.mu.Lock()
@@ -253,14 +274,43 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) {
 	}
 	found.mu.Lock()
 	found.verified = append(found.verified, token)
-	running := found.handed && found.last == nil
-	identity := found.identity
+	identity := found.current()
 	found.mu.Unlock()
-	if !running {
+	// Ci::HasStatus::EXECUTING_STATUSES: a job token works while the job runs or cancels.
+	if identity.Status != Running && identity.Status != Canceling {
 		reply(w, http.StatusUnauthorized, map[string]string{"message": "401 Unauthorized"})
 		return
 	}
+	identity.FailureReason = ""
 	reply(w, http.StatusOK, identity)
+}
+
+// projectJob is GET /api/v4/projects/:id/jobs/:job_id: the job as it stands, to the admin's
+// token only; 404 for a job the project does not have, as GitLab does.
+func (s *Server) projectJob(w http.ResponseWriter, r *http.Request, project, id string) {
+	token := r.Header.Get("PRIVATE-TOKEN")
+	n, _ := strconv.ParseInt(id, 10, 64)
+	s.mu.Lock()
+	ok := s.private != "" && token == s.private
+	j := s.jobs[n]
+	s.mu.Unlock()
+	if !ok {
+		reply(w, http.StatusUnauthorized, map[string]string{"message": "401 Unauthorized"})
+		return
+	}
+	if j == nil {
+		reply(w, http.StatusNotFound, map[string]string{"message": "404 Not found"})
+		return
+	}
+	j.mu.Lock()
+	j.lookups++
+	job := j.current()
+	j.mu.Unlock()
+	if strconv.FormatInt(job.Pipeline.ProjectID, 10) != project {
+		reply(w, http.StatusNotFound, map[string]string{"message": "404 Not found"})
+		return
+	}
+	reply(w, http.StatusOK, job)
 }
 
 func (s *Server) withJob(w http.ResponseWriter, id string, fn func(http.ResponseWriter, *http.Request, *Job), r *http.Request) {

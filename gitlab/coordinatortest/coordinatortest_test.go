@@ -138,6 +138,104 @@ func TestCancelAndAbortMarkers(t *testing.T) {
 	}
 }
 
+// identity is GET /api/v4/job with token: the HTTP status and the job it names.
+func (c client) identity(token string) (int, gitlab.Job) {
+	c.t.Helper()
+	resp, body := c.do("GET", "/api/v4/job", "", "JOB-TOKEN", token)
+	var g gitlab.Job
+	_ = json.Unmarshal([]byte(body), &g)
+	return resp.StatusCode, g
+}
+
+// projectJob is GET /api/v4/projects/:id/jobs/:job_id with token as PRIVATE-TOKEN.
+func (c client) projectJob(path, token string) (int, gitlab.Job) {
+	c.t.Helper()
+	resp, body := c.do("GET", "/api/v4/projects/"+path, "", "PRIVATE-TOKEN", token)
+	var g gitlab.Job
+	_ = json.Unmarshal([]byte(body), &g)
+	return resp.StatusCode, g
+}
+
+// The job token works while GitLab runs the job, canceling included, and says so; once
+// GitLab aborted the job it is rejected, as GitLab rejects it. The admin's token still
+// sees the job, with GitLab's status and failure_reason.
+func TestJobTokenAndAdminViewFollowTheJob(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		stop         func(*Job)
+		token        int    // GET /api/v4/job afterwards
+		status, why  string // what the admin's token sees afterwards
+		identityText string // the identity's status while the token works
+	}{
+		{"cancel", (*Job).Cancel, 200, Canceling, "", Canceling},
+		{"abort canceled", func(j *Job) { j.Abort(Canceled) }, 401, Canceled, "", ""},
+		{"abort failed", func(j *Job) { j.Abort(Failed) }, 401, Failed, AbortFailureReason, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(t)
+			s.SetPrivateToken("glpat-admin")
+			j := s.Enqueue(t, []byte(job))
+			c := client{t, s.URL}
+			if code, _ := c.projectJob("3/jobs/7", "glpat-admin"); code != 200 || j.Status() != "pending" {
+				t.Errorf("admin view of a pending job: %d", code)
+			}
+			c.do("POST", "/api/v4/jobs/request", `{}`)
+			if code, g := c.identity("glcbt-seven"); code != 200 || g.Status != Running {
+				t.Errorf("identity of the running job: %d %+v", code, g)
+			}
+			tt.stop(j)
+			code, g := c.identity("glcbt-seven")
+			if code != tt.token || (code == 200 && g.Status != tt.identityText) {
+				t.Errorf("identity after %s: %d %+v, want %d", tt.name, code, g, tt.token)
+			}
+			if code, g := c.projectJob("3/jobs/7", "glpat-admin"); code != 200 || g.ID != 7 || g.Status != tt.status || g.FailureReason != tt.why {
+				t.Errorf("admin view after %s: %d %+v, want %s (%q)", tt.name, code, g, tt.status, tt.why)
+			}
+			if j.Status() != tt.status || j.FailureReason() != tt.why {
+				t.Errorf("Status %q FailureReason %q", j.Status(), j.FailureReason())
+			}
+			for _, bad := range []struct{ path, token string }{{"3/jobs/7", "glpat-other"}, {"3/jobs/7", ""}} {
+				if code, _ := c.projectJob(bad.path, bad.token); code != 401 {
+					t.Errorf("admin view with token %q: %d, want 401", bad.token, code)
+				}
+			}
+			for _, path := range []string{"4/jobs/7", "3/jobs/8"} {
+				if code, _ := c.projectJob(path, "glpat-admin"); code != 404 {
+					t.Errorf("admin view of %s: %d, want 404", path, code)
+				}
+			}
+			if n := j.Lookups(); n != 3 {
+				t.Errorf("%d lookups of job 7 with the admin's token, want 3", n)
+			}
+		})
+	}
+}
+
+func TestAdminViewNeedsAToken(t *testing.T) {
+	s := New(t)
+	s.Enqueue(t, []byte(job))
+	if code, _ := (client{t, s.URL}).projectJob("3/jobs/7", ""); code != 401 {
+		t.Errorf("no private token set: %d, want 401", code)
+	}
+}
+
+// The runner's failure_reason is what GitLab shows for a job it did not fail itself.
+func TestFailureReasonAfterTheFinalUpdate(t *testing.T) {
+	s := New(t)
+	s.SetPrivateToken("glpat-admin")
+	j := s.Enqueue(t, []byte(job))
+	c := client{t, s.URL}
+	c.do("POST", "/api/v4/jobs/request", `{}`)
+	c.do("PUT", "/api/v4/jobs/7", `{"state":"failed","failure_reason":"runner_interrupted","output":{"checksum":"crc32:00000000","bytesize":0}}`)
+	if code, g := c.projectJob("3/jobs/7", "glpat-admin"); code != 200 || g.Status != "failed" || g.FailureReason != "runner_interrupted" ||
+		j.FailureReason() != "runner_interrupted" {
+		t.Errorf("admin view: %d %+v", code, g)
+	}
+	if code, _ := c.identity("glcbt-seven"); code != 401 {
+		t.Errorf("identity after the final update: %d, want 401", code)
+	}
+}
+
 func TestProblemsAreRecorded(t *testing.T) {
 	s := start()
 	defer s.Close()

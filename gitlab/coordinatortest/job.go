@@ -26,6 +26,7 @@ type Job struct {
 	patches  []Patch
 	updates  []Update
 	verified []string // JOB-TOKEN of every GET /api/v4/job for this job
+	lookups  int      // GET /api/v4/projects/:id/jobs/:job_id for this job, with the admin's token
 	final    chan struct{}
 	last     *Update
 }
@@ -57,6 +58,7 @@ type Update struct {
 func (u Update) Final() bool { return u.State == "success" || u.State == "failed" }
 
 // SetIdentity replaces what GET /api/v4/job says about the job (its user, pipeline, …).
+// Its Status and FailureReason are ignored: GitLab answers with the job's current ones.
 func (j *Job) SetIdentity(g gitlab.Job) {
 	j.mu.Lock()
 	j.identity = g
@@ -82,24 +84,57 @@ func (j *Job) setRemote(state string) {
 func (j *Job) aborted() bool { return j.remote == Canceled || j.remote == Failed }
 
 // Status is the job's status as GitLab shows it: "pending" until a runner takes it, then
-// "running", then "success", "failed" or "canceled". An abort is GitLab's own decision,
-// which the runner's final update does not change; a job whose runner reports it failed
-// with job_canceled shows canceled.
+// "running" ("canceling" once cancelled, while the runner still runs after_script), then
+// "success", "failed" or "canceled". An abort is GitLab's own decision, which the runner's
+// final update does not change; a job whose runner reports it failed with job_canceled
+// shows canceled.
 func (j *Job) Status() string {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	return j.current().Status
+}
+
+// FailureReason is GitLab's failure_reason for a failed job: AbortFailureReason when
+// GitLab failed it itself, else the runner's; "" for a job that did not fail.
+func (j *Job) FailureReason() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.current().FailureReason
+}
+
+// current is the job as GitLab's API shows it now; j.mu is held.
+func (j *Job) current() gitlab.Job {
+	g := j.identity
+	g.Status, g.FailureReason = "", ""
 	switch {
 	case j.aborted():
-		return j.remote
+		g.Status = j.remote
+		if j.remote == Failed {
+			g.FailureReason = AbortFailureReason
+		}
 	case !j.handed:
-		return "pending"
+		g.Status = "pending"
+	case j.last == nil && j.remote == Canceling:
+		g.Status = Canceling
 	case j.last == nil:
-		return "running"
+		g.Status = Running
 	case j.last.State == "failed" && j.last.FailureReason == "job_canceled":
-		return "canceled"
+		g.Status = Canceled
 	default:
-		return j.last.State
+		g.Status = j.last.State
+		if g.Status == "failed" {
+			g.FailureReason = j.last.FailureReason
+		}
 	}
+	return g
+}
+
+// Lookups returns how many GET /api/v4/projects/:id/jobs/:job_id named this job with the
+// admin's token.
+func (j *Job) Lookups() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.lookups
 }
 
 // CancelWhen cancels the job once its trace contains marker.

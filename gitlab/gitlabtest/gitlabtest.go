@@ -5,6 +5,7 @@ package gitlabtest
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -32,7 +33,10 @@ type Request struct {
 type Server struct {
 	*httptest.Server
 
-	// Jobs maps a job token to the job GET /api/v4/job answers with.
+	// Jobs maps a job token to the job GET /api/v4/job answers with, while it runs: as
+	// GitLab does, a token of a job whose Status is no longer running or canceling ("" is
+	// running) is answered 401. GET /api/v4/projects/:id/jobs/:job_id answers, to
+	// PrivateToken, the job of that ID whose Pipeline.ProjectID is :id, whatever its Status.
 	Jobs map[string]gitlab.Job
 	// PrivateToken is the read_api token the members and users APIs accept.
 	PrivateToken string
@@ -65,6 +69,15 @@ func New(t testing.TB) *Server {
 	return s
 }
 
+// SetJob sets what both job APIs answer for token while the fake serves: a job whose
+// status changes under a running test (a job GitLab aborts). Before the code under test
+// runs, Jobs may be filled directly.
+func (s *Server) SetJob(token string, j gitlab.Job) {
+	s.mu.Lock()
+	s.Jobs[token] = j
+	s.mu.Unlock()
+}
+
 // Requests returns the requests received so far.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
@@ -79,6 +92,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		JobToken: r.Header.Get("JOB-TOKEN"), PrivateToken: r.Header.Get("PRIVATE-TOKEN"),
 	})
 	handler := s.Handler
+	jobs := maps.Clone(s.Jobs)
 	s.mu.Unlock()
 	if handler != nil {
 		handler(w, r)
@@ -98,8 +112,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		parts = append(parts, u)
 	}
 	if len(parts) == 1 && parts[0] == "job" {
-		j, ok := s.Jobs[r.Header.Get("JOB-TOKEN")]
-		if !ok {
+		j, ok := jobs[r.Header.Get("JOB-TOKEN")]
+		if !ok || (j.Status != "" && j.Status != "running" && j.Status != "canceling") {
 			reply(w, http.StatusUnauthorized, map[string]string{"message": "401 Unauthorized"})
 			return
 		}
@@ -119,6 +133,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		reply(w, http.StatusOK, map[string]any{"version": s.Version, "revision": "0123abcd", "kas": map[string]any{"enabled": false}})
+	case len(parts) == 4 && parts[0] == "projects" && parts[2] == "jobs":
+		if j, ok := projectJob(jobs, parts[1], parts[3]); ok {
+			reply(w, http.StatusOK, j)
+			return
+		}
+		reply(w, http.StatusNotFound, map[string]string{"message": "404 Not found"})
 	case len(parts) == 2 && parts[0] == "personal_access_tokens" && parts[1] == "self" && s.Token != nil:
 		reply(w, http.StatusOK, s.Token)
 	case len(parts) == 2 && (parts[0] == "groups" || parts[0] == "projects"):
@@ -172,6 +192,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		reply(w, http.StatusNotFound, map[string]string{"error": "404 Not Found"})
 	}
+}
+
+// projectJob finds job jobID of project projectID (a numeric id) in jobs.
+func projectJob(jobs map[string]gitlab.Job, projectID, jobID string) (gitlab.Job, bool) {
+	for _, j := range jobs {
+		if strconv.FormatInt(j.ID, 10) == jobID && strconv.FormatInt(j.Pipeline.ProjectID, 10) == projectID {
+			if j.Status == "" {
+				j.Status = "running"
+			}
+			return j, true
+		}
+	}
+	return gitlab.Job{}, false
 }
 
 func (s *Server) username(id int64) string {
