@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
+	"github.com/chatops-executor/chatops-executor/jobuser"
 )
 
 // shapeRounds is how many times each side runs each output shape (at least 5 asked).
@@ -94,10 +95,21 @@ type jobKind struct {
 func setup(b *testing.B, k jobKind) *job {
 	b.Helper()
 	dir := b.TempDir()
+	uids := ""
+	if os.Geteuid() == 0 {
+		// As a packaged runner runs it: each job as a uid of its own, which must reach its
+		// build dir.
+		for _, d := range []string{filepath.Dir(dir), dir} {
+			if err := os.Chmod(d, jobuser.RootMode); err != nil {
+				b.Fatal(err)
+			}
+		}
+		uids = fmt.Sprintf("job_uids = %q\n", jobuser.RandomRange(10))
+	}
 	bin := binary(b, k.tags)
 	cfg := filepath.Join(dir, "config.toml")
-	toml := fmt.Sprintf("[executor]\nbuilds_dir = %q\ncache_dir = %q\nstate_dir = %q\n[policy]\ndefault = \"allow\"\n",
-		filepath.Join(dir, "builds"), filepath.Join(dir, "cache"), filepath.Join(dir, "state"))
+	toml := fmt.Sprintf("[executor]\nbuilds_dir = %q\ncache_dir = %q\nstate_dir = %q\n%s[policy]\ndefault = \"allow\"\n",
+		filepath.Join(dir, "builds"), filepath.Join(dir, "cache"), filepath.Join(dir, "state"), uids)
 	env := []string{"PATH=" + os.Getenv("PATH")}
 	if k.replies {
 		// Progress every second, so that a run of a second or two edits the start message

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strings"
 )
@@ -16,6 +15,11 @@ import (
 // installed, directories that cannot be created or are open to other users. It is what
 // `chatops-executor check` runs; Load alone stays cheap enough for every stage call.
 func (c *Config) Check(getenv func(string) string) []Problem {
+	return c.CheckHost(getenv, ThisHost())
+}
+
+// CheckHost is Check for the machine h describes.
+func (c *Config) CheckHost(getenv func(string) string, h Host) []Problem {
 	var ps []Problem
 	add := func(key, format string, args ...any) {
 		ps = append(ps, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
@@ -30,13 +34,7 @@ func (c *Config) Check(getenv func(string) string) []Problem {
 			add("gitlab.token_file", "%v", err)
 		}
 	}
-	if c.Executor.RunAs != "" {
-		if _, err := user.Lookup(c.Executor.RunAs); err != nil {
-			add("executor.run_as", "no such user %q on this host", c.Executor.RunAs)
-		} else if os.Geteuid() != 0 {
-			add("executor.run_as", "running job scripts as %q needs the executor to run as root (it runs as uid %d)", c.Executor.RunAs, os.Geteuid())
-		}
-	}
+	ps = append(ps, c.checkIsolation(h)...)
 	if _, err := exec.LookPath(c.Executor.Shell); err != nil {
 		add("executor.shell", "%q is not installed or not on PATH", c.Executor.Shell)
 	}

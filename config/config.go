@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/chatops-executor/chatops-executor/jobuser"
 )
 
 // DefaultPath is the config file used when neither --config nor $CHATOPS_EXECUTOR_CONFIG
@@ -48,6 +50,7 @@ type Executor struct {
 	StateDir    string   `toml:"state_dir"`
 	Shell       string   `toml:"shell"`
 	RunAs       string   `toml:"run_as"`
+	JobUIDs     string   `toml:"job_uids"`
 	NonChatJobs string   `toml:"non_chat_jobs"`
 	KillGrace   Duration `toml:"kill_grace"`
 	// MaxStateSize bounds the disk all jobs' captured output may take in state_dir
@@ -328,6 +331,14 @@ func (c *Config) validate() []Problem {
 	} else if e.Shell != "bash" && e.Shell != "sh" && !strings.HasPrefix(e.Shell, "/") {
 		add("executor.shell", `must be "bash", "sh" or an absolute path, got %q`, e.Shell)
 	}
+	if e.JobUIDs != "" {
+		if _, err := jobuser.ParseRange(e.JobUIDs); err != nil {
+			add("executor.job_uids", "%v", err)
+		}
+		if e.RunAs != "" {
+			add("executor.job_uids", "set either job_uids (a uid per job) or run_as (one fixed user), not both")
+		}
+	}
 	if e.NonChatJobs != "reject" && e.NonChatJobs != "run" {
 		add("executor.non_chat_jobs", `must be "reject" or "run", got %q`, e.NonChatJobs)
 	}
@@ -419,6 +430,15 @@ func (c *Config) Locate(ps []Problem) []Problem {
 		out[i] = p
 	}
 	return out
+}
+
+// JobUIDRange returns executor.job_uids, and false when it is not set. Parse has checked it.
+func (c *Config) JobUIDRange() (jobuser.Range, bool) {
+	if c.Executor.JobUIDs == "" {
+		return jobuser.Range{}, false
+	}
+	r, err := jobuser.ParseRange(c.Executor.JobUIDs)
+	return r, err == nil
 }
 
 // SlackEnabled reports whether a Slack token source is configured, without reading it.

@@ -266,7 +266,7 @@ token_file = "`+tokenPath+`"
 		t.Fatal(err)
 	}
 	var got []string
-	for _, p := range cfg.Check(func(string) string { return "" }) {
+	for _, p := range cfg.CheckHost(func(string) string { return "" }, Host{Euid: 0}) {
 		got = append(got, p.String())
 	}
 	all := strings.Join(got, "\n")
@@ -286,15 +286,17 @@ token_file = "`+tokenPath+`"
 	}
 
 	// A clean config: only the warning that replies are off.
-	good, err := Parse("c.toml", []byte("[executor]\nbuilds_dir=\""+dir+"/b\"\ncache_dir=\""+dir+"/c\"\nstate_dir=\""+dir+"/s\"\n"))
+	open := traversable(t)
+	good, err := Parse("c.toml", []byte("[executor]\nbuilds_dir=\""+open+"/b\"\ncache_dir=\""+open+"/c\"\nstate_dir=\""+open+"/s\"\njob_uids=\"64000-64099\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := good.Check(func(string) string { return "" })
+	host := Host{Euid: 0}
+	ps := good.CheckHost(func(string) string { return "" }, host)
 	if len(ps) != 1 || !ps[0].Warning || ps[0].Key != "slack.token_file" {
 		t.Errorf("clean config problems = %v, want one warning about slack.token_file", ps)
 	}
-	if ps := good.Check(func(k string) string { return map[string]string{"SLACK_BOT_TOKEN": "xoxb-2"}[k] }); len(ps) != 0 {
+	if ps := good.CheckHost(func(k string) string { return map[string]string{"SLACK_BOT_TOKEN": "xoxb-2"}[k] }, host); len(ps) != 0 {
 		t.Errorf("with SLACK_BOT_TOKEN: %v", ps)
 	}
 }

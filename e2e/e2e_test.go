@@ -18,6 +18,7 @@ import (
 
 	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
 	"github.com/chatops-executor/chatops-executor/emulator"
+	"github.com/chatops-executor/chatops-executor/jobuser"
 )
 
 // binary is the executor built once for all tests.
@@ -42,8 +43,13 @@ func TestMain(m *testing.M) {
 
 // host is one runner host: an executor config and the emulated runner that uses it.
 type host struct {
-	t      *testing.T
-	dir    string
+	t   *testing.T
+	dir string
+	// public is a directory every uid may write (sticky, like /tmp) for the files tests
+	// read back from inside jobs, such as pid lists.
+	public string
+	// uids is the host's executor.job_uids when the tests run as root.
+	uids   jobuser.Range
 	config string
 	runner *emulator.Runner
 	// slack is the fake Slack every host's executor talks to: tests never reach the real one.
@@ -58,10 +64,23 @@ const allowAll = "[policy]\ndefault = \"allow\"\n"
 
 func newHost(t *testing.T, extraConfig string) *host {
 	t.Helper()
-	dir := t.TempDir()
-	h := &host{t: t, dir: dir, config: filepath.Join(dir, "config.toml"), slack: slacktest.New(t, slackToken)}
-	toml := fmt.Sprintf("[executor]\nbuilds_dir = %q\ncache_dir = %q\nstate_dir = %q\nkill_grace = \"500ms\"\n%s",
-		filepath.Join(dir, "builds"), filepath.Join(dir, "cache"), filepath.Join(dir, "state"), extraConfig)
+	dir := traversableTempDir(t)
+	h := &host{t: t, dir: dir, public: filepath.Join(dir, "public"), config: filepath.Join(dir, "config.toml"), slack: slacktest.New(t, slackToken)}
+	if err := os.Mkdir(h.public, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(h.public, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	executor := ""
+	if os.Geteuid() == 0 && !strings.Contains(extraConfig, "run_as") && !strings.Contains(extraConfig, "job_uids") {
+		// A range of its own per host: tests (and other test processes on this machine)
+		// run side by side, and one host's cleanup stops every process of its uids.
+		h.uids = distinctRange()
+		executor = fmt.Sprintf("job_uids = %q\n", h.uids)
+	}
+	toml := fmt.Sprintf("[executor]\nbuilds_dir = %q\ncache_dir = %q\nstate_dir = %q\nkill_grace = \"500ms\"\n%s%s",
+		filepath.Join(dir, "builds"), filepath.Join(dir, "cache"), filepath.Join(dir, "state"), executor, extraConfig)
 	if !strings.Contains(extraConfig, "[slack]") {
 		toml += fmt.Sprintf("[slack]\napi_url = %q\nprogress_interval = \"0s\"\n", h.slack.APIURL())
 	}
@@ -83,6 +102,40 @@ func newHost(t *testing.T, extraConfig string) *host {
 		PreparationRetryInterval: -1,
 	}
 	return h
+}
+
+// usedRanges are the job_uids ranges this test process has handed to hosts.
+var usedRanges = struct {
+	sync.Mutex
+	m map[uint32]bool
+}{m: map[uint32]bool{}}
+
+// distinctRange is a random range of 100 uids no other host of this process has: random,
+// so that test processes running side by side on one machine do not meet, and checked, so
+// that hosts of one process cannot either.
+func distinctRange() jobuser.Range {
+	usedRanges.Lock()
+	defer usedRanges.Unlock()
+	for {
+		r := jobuser.RandomRange(100)
+		if !usedRanges.m[r.First] {
+			usedRanges.m[r.First] = true
+			return r
+		}
+	}
+}
+
+// traversableTempDir is t.TempDir() with it and its parent opened to passing through
+// (0711), as a real builds_dir's parents are: a job's uid must reach its build dir.
+func traversableTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // response returns the example chat job with id, and variables overridden.
@@ -191,7 +244,7 @@ func TestFailingJobExitCodeReachesRunner(t *testing.T) {
 
 func TestCancelledJobLeavesNoProcess(t *testing.T) {
 	h := newHost(t, allowAll)
-	pidFile := filepath.Join(h.dir, "pids")
+	pidFile := filepath.Join(h.public, "pids")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	started := make(chan struct{})
@@ -231,7 +284,7 @@ func TestCancelledJobLeavesNoProcess(t *testing.T) {
 
 func TestTimedOutJob(t *testing.T) {
 	h := newHost(t, allowAll)
-	pidFile := filepath.Join(h.dir, "pids")
+	pidFile := filepath.Join(h.public, "pids")
 	res := h.run(context.Background(), emulator.Job{
 		Response: response(t, 103, nil),
 		Timeout:  3 * time.Second,
@@ -299,7 +352,7 @@ func TestConcurrentJobsShareNothing(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(filepath.Join(h.dir, "state"))
 	for _, e := range entries {
-		if e.IsDir() && e.Name() != "outbox" {
+		if e.IsDir() && e.Name() != "outbox" && e.Name() != "uids" {
 			t.Errorf("state dir holds %s after all jobs ended", e.Name())
 		}
 	}
@@ -307,7 +360,7 @@ func TestConcurrentJobsShareNothing(t *testing.T) {
 
 func TestNonChatJobRejected(t *testing.T) {
 	h := newHost(t, allowAll)
-	marker := filepath.Join(h.dir, "ran")
+	marker := filepath.Join(h.public, "ran")
 	res := h.run(context.Background(), emulator.Job{
 		Response: response(t, 105, map[string]string{"CI_PIPELINE_SOURCE": "push"}),
 		Script:   []string{"touch " + marker},
@@ -344,7 +397,9 @@ func TestBrokenConfigIsSystemFailure(t *testing.T) {
 		t.Fatalf("state %s reason %s (%v)", res.State, res.FailureReason, res.Err)
 	}
 	trace := string(res.RawTrace)
-	for _, want := range []string{"chatops-executor: config " + h.config + ": line 8: slack.reply: must be", "hint: run 'chatops-executor --config " + h.config + " check'"} {
+	text, _ := os.ReadFile(h.config)
+	line := 1 + strings.Count(string(text[:bytes.Index(text, []byte("reply = "))]), "\n")
+	for _, want := range []string{fmt.Sprintf("chatops-executor: config %s: line %d: slack.reply: must be", h.config, line), "hint: run 'chatops-executor --config " + h.config + " check'"} {
 		if !strings.Contains(trace, want) {
 			t.Errorf("job log lacks %q:\n%s", want, trace)
 		}

@@ -30,7 +30,7 @@ func TestPackagedConfigChecksAndReplies(t *testing.T) {
 		User:     gitlab.User{ID: 101, Username: "alice"},
 		Pipeline: gitlab.Pipeline{ID: 5242, Source: "chat", ProjectID: 7}}
 
-	root := t.TempDir()
+	root := traversableTempDir(t) // the job's uid passes through to its build dir
 	data, err := os.ReadFile("../packaging/config.toml")
 	if err != nil {
 		t.Fatal(err)
@@ -41,12 +41,15 @@ func TestPackagedConfigChecksAndReplies(t *testing.T) {
 		"/etc/chatops-executor", root+"/etc/chatops-executor",
 		`url = "https://gitlab.example.com"`, "url = "+strconv.Quote(gl.URL),
 		"[slack]\n", "[slack]\napi_url = "+strconv.Quote(slack.APIURL())+"\nprogress_interval = \"0s\"\n",
+		// Test processes side by side on this host must not share uids.
+		`job_uids = "64000-64099"`, "job_uids = "+strconv.Quote(distinctRange().String()),
 	).Replace(string(data))
-	if !strings.Contains(text, gl.URL) || !strings.Contains(text, slack.APIURL()) {
+	if !strings.Contains(text, gl.URL) || !strings.Contains(text, slack.APIURL()) || strings.Contains(text, "64000-64099") {
 		t.Fatalf("packaging/config.toml no longer has the keys this test rewrites:\n%s", text)
 	}
 	// The package's directories and modes (packaging/nfpm.yaml), and the README's token file.
 	for d, mode := range map[string]os.FileMode{
+		"etc": 0o755, "var": 0o755, "var/lib": 0o755, "var/log": 0o755, // as on any host
 		"etc/chatops-executor": 0o755, "var/lib/chatops-executor": 0o755,
 		"var/lib/chatops-executor/state": 0o700, "var/lib/chatops-executor/builds": 0o711,
 		"var/lib/chatops-executor/cache": 0o711, "var/log/chatops-executor": 0o700,

@@ -42,7 +42,7 @@ action = "allow"
 jobs = ["deploy"]
 users = ["alice"]
 `)
-	marker := filepath.Join(h.dir, "deployed")
+	marker := filepath.Join(h.public, "deployed")
 	// The job claims to be alice (GITLAB_USER_LOGIN/ID say so), and points the API at evil.
 	spoofed := response(t, 200, map[string]string{
 		"CI_API_V4_URL": evil.URL + "/api/v4", "CI_SERVER_URL": evil.URL,

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -218,12 +219,19 @@ func assertNoRawOutput(t *testing.T, h *host, keepOutbox bool) {
 	ents, _ := os.ReadDir(filepath.Join(h.dir, "state"))
 	for _, e := range ents {
 		// Host-wide files hold no job output: the outbox (checked below), the audit log and
-		// its chain head, the state budget's lock, the Slack rate budget and the metrics.
+		// its chain head, the state budget's lock, the Slack rate budget, the metrics, and
+		// the uid leases of executor.job_uids (checked below: none may be left).
 		switch e.Name() {
-		case "outbox", "audit.jsonl", ".audit.jsonl.chain", ".budget.lock", "slack-rate.json", "metrics.json":
+		case "outbox", "audit.jsonl", ".audit.jsonl.chain", ".budget.lock", "slack-rate.json", "metrics.json", "uids":
 			continue
 		}
 		t.Errorf("state dir holds %s after every job ended and flush ran", e.Name())
+	}
+	leases, _ := os.ReadDir(filepath.Join(h.dir, "state", "uids"))
+	for _, e := range leases {
+		if _, err := strconv.ParseUint(e.Name(), 10, 32); err == nil {
+			t.Errorf("uid %s is still leased after every job ended and flush ran", e.Name())
+		}
 	}
 	outbox, _ := os.ReadDir(filepath.Join(h.dir, "state", "outbox"))
 	for _, e := range outbox {

@@ -15,6 +15,9 @@ import (
 // Exit 0 when the executor can run (warnings allowed), 1 otherwise.
 func runCheck(ctx context.Context, a *app, args []string) error {
 	fs := a.newFlags("check")
+	host := config.ThisHost()
+	fs.StringVar(&host.RunnerConfig, "runner-config", config.DefaultRunnerConfig,
+		"gitlab-runner's config.toml, whose concurrent job_uids must cover")
 	online := fs.Bool("online", false, "also ask Slack and GitLab: token valid with the needed scopes, the policy's channels joined, GitLab reachable, its version and what the token may do")
 	if err := a.parseFlags(fs, args); err != nil {
 		return err
@@ -39,7 +42,7 @@ func runCheck(ctx context.Context, a *app, args []string) error {
 			reported[p.Key] = true
 		}
 	}
-	for _, p := range cfg.Locate(append(cfg.Check(a.getenv), policy.Validate(cfg)...)) {
+	for _, p := range cfg.Locate(append(cfg.CheckHost(a.getenv, host), policy.Validate(cfg)...)) {
 		if !reported[p.Key] { // the file's own problem with a key says it best
 			problems = append(problems, p)
 		}

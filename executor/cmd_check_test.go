@@ -17,7 +17,7 @@ func TestCheckOnline(t *testing.T) {
 	slack.AddChannel("C0OPS0001", slacktest.Channel{Name: "ops", Member: true})
 	gl := gitlabtest.New(t)
 	token := writeFile(t, dir, "slack-token", "xoxb-online-1\n", 0o600)
-	cfg := writeFile(t, dir, "config.toml", "[executor]\nbuilds_dir = \""+dir+"/b\"\ncache_dir = \""+dir+"/c\"\nstate_dir = \""+dir+"/s\"\n"+
+	cfg := writeFile(t, dir, "config.toml", "[executor]\nbuilds_dir = \""+dir+"/b\"\ncache_dir = \""+dir+"/c\"\nstate_dir = \""+dir+"/s\"\n"+asRoot()+
 		"[gitlab]\nurl = "+strconv.Quote(gl.URL)+"\n"+
 		"[slack]\ntoken_file = "+strconv.Quote(token)+"\napi_url = "+strconv.Quote(slack.APIURL())+"\n"+
 		"[[policy.rule]]\naction = \"allow\"\nchannels = [\"C0OPS0001\"]\n", 0o600)

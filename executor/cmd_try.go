@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chatops-executor/chatops-executor/emulator"
+	"github.com/chatops-executor/chatops-executor/jobuser"
 	"github.com/chatops-executor/chatops-executor/tryjob"
 )
 
@@ -127,6 +128,10 @@ func runTry(ctx context.Context, a *app, args []string) error {
 		return fmt.Errorf("try: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	// The job's uid must pass through to its build dir; state stays private (0700).
+	if err := os.Chmod(dir, jobuser.RootMode); err != nil {
+		return fmt.Errorf("try: %w", err)
+	}
 	if chat.Token, err = randomToken("glcbt-try-"); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/delivery"
 	"github.com/chatops-executor/chatops-executor/delivery/slackrecorder"
+	"github.com/chatops-executor/chatops-executor/jobuser"
 	"github.com/chatops-executor/chatops-executor/policy"
 	"github.com/chatops-executor/chatops-executor/replies"
 	"github.com/chatops-executor/chatops-executor/tryjob"
@@ -36,7 +37,7 @@ builds_dir = %q
 cache_dir = %q
 state_dir = %q
 kill_grace = "3s"
-
+%s
 [slack]
 api_url = %q
 
@@ -44,6 +45,10 @@ api_url = %q
 default = "allow"
 audit_log = %q
 `
+
+// tryUIDs is the job_uids of a try run: a random range of its own, so that runs side by
+// side (and the host's executor) never share a uid.
+func tryUIDs() jobuser.Range { return jobuser.RandomRange(8) }
 
 // tryRequest is what the policy sees of try's chat request.
 type tryRequest struct {
@@ -80,7 +85,11 @@ func (a *app) tryConfig(ctx context.Context, dir string, post bool, req tryReque
 			}
 			apiURL = s.fake.APIURL()
 		}
-		text := fmt.Sprintf(tryDefaults, builds, cache, state, apiURL, audit)
+		uids := ""
+		if os.Geteuid() == 0 {
+			uids = fmt.Sprintf("job_uids = %q\n", tryUIDs())
+		}
+		text := fmt.Sprintf(tryDefaults, builds, cache, state, uids, apiURL, audit)
 		return s, os.WriteFile(s.path, []byte(text), 0o600)
 	}
 	cfg, err := config.Load(a.configFlag)
@@ -93,6 +102,11 @@ func (a *app) tryConfig(ctx context.Context, dir string, post bool, req tryReque
 	}
 	cfg.Executor.BuildsDir, cfg.Executor.CacheDir, cfg.Executor.StateDir = builds, cache, state
 	cfg.Policy.AuditLog = audit
+	if os.Geteuid() == 0 && cfg.Executor.RunAs == "" {
+		// The leases live in state_dir, which try keeps private: the host's real range
+		// could hand try's job a uid a real job holds.
+		cfg.Executor.JobUIDs = tryUIDs().String()
+	}
 	// The policy was settled above; the run only carries it out.
 	cfg.Policy.Default, cfg.Policy.Rules = "allow", nil
 	cfg.GitLab.VerifyIdentity, cfg.GitLab.TokenFile = false, ""

@@ -14,7 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -73,6 +75,28 @@ type Response struct {
 	Variables  []Variable `json:"variables"`
 	Steps      []Step     `json:"steps"`
 	Features   Features   `json:"features"`
+	GitInfo    GitInfo    `json:"git_info"`
+}
+
+// GitInfo is the git_info object.
+type GitInfo struct {
+	RepoURL string `json:"repo_url"`
+}
+
+// CacheSlug is the project's directory under the runner's cache_dir, as the runner derives
+// it (common/build.go ProjectSlug): the repository URL's path without ".git", else
+// "project-<id>".
+func (r *Response) CacheSlug() string {
+	fallback := "project-" + strconv.FormatInt(r.Info.ProjectID, 10)
+	u, err := url.Parse(r.GitInfo.RepoURL)
+	if err != nil || u.Host == "" {
+		return fallback
+	}
+	slug := strings.Trim(path.Clean(strings.TrimSuffix(u.Path, ".git")), "/")
+	if slug == "" || slug == "." || strings.Contains(slug, "..") {
+		return fallback
+	}
+	return slug
 }
 
 // ErrNoResponseFile is returned when $JOB_RESPONSE_FILE is not set: the executor was not

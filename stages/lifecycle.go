@@ -315,6 +315,7 @@ func (s *Stages) sweepJob(ctx context.Context, st State) (Recovered, error) {
 		return r, nil
 	}
 	j, err := loadSavedJob(st)
+	s.retireUser(rec.JobID, st, j) // j is nil when it could not be read
 	if err != nil {
 		// Without the job nothing can be said in chat; the raw output must go regardless.
 		r.What = "raw output removed; no reply: " + err.Error()

@@ -28,10 +28,12 @@ var passEnv = []string{"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"}
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Run executes the runner-generated script for one stage. The script runs with the
-// configured shell, in its own process group, with a clean environment, as run_as when set.
-// Its output goes to the runner unchanged. A script failure is a build failure carrying the
-// script's exit code; a SIGTERM from the runner (cancel or timeout) stops the script's whole
-// process group, gracefully then by force, and is recorded for cleanup.
+// configured shell, in its own process group, with a clean environment, as the user prepare
+// chose (jobuser.go): the job's leased uid, or run_as. Its output goes to the runner
+// unchanged. A script failure is a build failure carrying the script's exit code; a SIGTERM
+// from the runner (cancel or timeout) stops the job's processes — every process of a leased
+// uid, else the script's process group — gracefully then by force, and is recorded for
+// cleanup. When the script ends, whatever it left running is stopped the same way (kill.go).
 //
 // The output of stages that run the job's own commands is also captured for the reply
 // (see capture.go), and while the user script runs, the chat's start message shows
@@ -59,6 +61,10 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	if !rec.Decided {
 		return failure.Systemf("job %d was never decided by the policy: prepare did not finish", j.ID)
 	}
+	u, err := s.userOf(rec)
+	if err != nil {
+		return err
+	}
 	seq, err := st.NextSeq()
 	if err != nil {
 		return failure.Systemf("%w", err)
@@ -73,7 +79,7 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 		go func() { defer close(done); s.progress(pctx, j, rec, capture) }()
 		defer func() { stop(); <-done }()
 	}
-	runErr := s.runScript(st, rec.BuildDir, scriptPath, stage, capture, &result)
+	runErr := s.runScript(st, u, rec.BuildDir, scriptPath, stage, capture, &result)
 	result.EndedAt = s.now()
 	if kind, _, _ := failure.Classify(runErr); runErr != nil && kind == failure.System && result.Error == "" {
 		result.Error = runErr.Error()
@@ -90,14 +96,14 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 // gone, for the output pipe to close: a process that left the group (setsid) may hold it.
 const outputLinger = 5 * time.Second
 
-func (s *Stages) runScript(st State, dir, scriptPath, stage string, capture Capturer, result *StageRecord) error {
+func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, capture Capturer, result *StageRecord) error {
 	shell, err := exec.LookPath(s.Cfg.Executor.Shell)
 	if err != nil {
 		return failure.Systemf("find shell %q: %w", s.Cfg.Executor.Shell, err)
 	}
-	script, err := os.Open(scriptPath)
+	script, err := scriptFile(scriptPath)
 	if err != nil {
-		return failure.Systemf("open stage script: %w", err)
+		return failure.Systemf("%w", err)
 	}
 	defer script.Close()
 
@@ -108,22 +114,12 @@ func (s *Stages) runScript(st State, dir, scriptPath, stage string, capture Capt
 	}
 	cmd.WaitDelay = outputLinger
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// The script is handed over as an open file rather than a path: run_as users cannot
-	// read the runner's private temporary directory, but can read an inherited descriptor.
+	// The script is handed over as an open memfd rather than the runner's path, which only
+	// the runner's user can read (see scriptFile).
 	cmd.ExtraFiles = []*os.File{script}
 	cmd.Args = []string{shell, "/dev/fd/3"}
-	home := "/"
-	if s.Cfg.Executor.RunAs != "" {
-		cred, h, err := lookupCredential(s.Cfg.Executor.RunAs)
-		if err != nil {
-			return err
-		}
-		cmd.SysProcAttr.Credential = cred
-		home = h
-	} else if h, err := os.UserHomeDir(); err == nil {
-		home = h
-	}
-	cmd.Env = s.scriptEnv(home)
+	cmd.SysProcAttr.Credential = u.credential()
+	cmd.Env = s.scriptEnv(u)
 
 	var sink Sink
 	if capture != nil {
@@ -152,16 +148,16 @@ func (s *Stages) runScript(st State, dir, scriptPath, stage string, capture Capt
 		copying = startCopy(s.Stdout, r, sink)
 	}
 
-	if err := cmd.Start(); err != nil {
+	if err := startScript(cmd, u.Isolation == OwnUID); err != nil {
 		if copying != nil {
 			pipeW.Close()
 			<-copying.done
 			sink.Close()
 		}
-		return failure.Systemf("start %s: %w", shell, err)
+		return failure.Systemf("start %s as uid %d in %s: %w", shell, u.UID, cmd.Dir, err)
 	}
 	pgid := cmd.Process.Pid
-	if err := st.RecordGroup(pgid); err != nil {
+	if err := st.RecordGroup(pgid, u.UID); err != nil {
 		fmt.Fprintf(s.Stderr, "%s: warning: %v\n", DriverName, err)
 	}
 	if pipeW != nil {
@@ -169,16 +165,15 @@ func (s *Stages) runScript(st State, dir, scriptPath, stage string, capture Capt
 		pipeW.Close()
 	}
 
-	waitDone := make(chan error, 1)
-	go func() { waitDone <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { waitExit(pgid); close(exited) }()
 
-	var waitErr error
 	var killTimer <-chan time.Time
 	terminated := false
 loop:
 	for {
 		select {
-		case waitErr = <-waitDone:
+		case <-exited:
 			break loop
 		case sig := <-s.Signals:
 			if terminated {
@@ -188,17 +183,22 @@ loop:
 			result.Terminated, result.TerminatedAt = true, s.now()
 			fmt.Fprintf(s.Stderr, "\n%s: received %v: stopping the job's processes (grace period %s)\n",
 				DriverName, sig, s.Cfg.Executor.KillGrace)
-			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			terminate(u, pgid, syscall.SIGTERM)
 			s.noteTerminated(st, *result)
 			killTimer = time.After(s.Cfg.Executor.KillGrace.D())
 		case <-killTimer:
 			fmt.Fprintf(s.Stderr, "%s: processes still running after %s: killing them\n", DriverName, s.Cfg.Executor.KillGrace)
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			terminate(u, pgid, syscall.SIGKILL)
 			killTimer = nil
 		}
 	}
-	// Whatever the script left in its group (a backgrounded command) ends with the stage.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	// Whatever the script left (a backgrounded command; with a leased uid, anything at
+	// all) ends with the stage, before the script's exit status is collected.
+	endErr := endStage(u, pgid)
+	waitErr := cmd.Wait()
+	if endErr != nil {
+		fmt.Fprintf(s.Stderr, "%s: warning: %v\n", DriverName, endErr)
+	}
 
 	var copyErr error
 	if copying != nil {
@@ -256,7 +256,7 @@ func exitStatus(ps *os.ProcessState) (int, string) {
 	return ps.ExitCode(), ""
 }
 
-func (s *Stages) scriptEnv(home string) []string {
+func (s *Stages) scriptEnv(u jobUser) []string {
 	env := make([]string, 0, len(passEnv)+2)
 	hasPath := false
 	for _, k := range passEnv {
@@ -268,9 +268,13 @@ func (s *Stages) scriptEnv(home string) []string {
 	if !hasPath {
 		env = append(env, "PATH="+defaultPath)
 	}
+	home := u.Home
+	if home == "" {
+		home = "/"
+	}
 	env = append(env, "HOME="+home)
-	if s.Cfg.Executor.RunAs != "" {
-		env = append(env, "USER="+s.Cfg.Executor.RunAs, "LOGNAME="+s.Cfg.Executor.RunAs)
+	if u.Name != "" {
+		env = append(env, "USER="+u.Name, "LOGNAME="+u.Name)
 	}
 	return env
 }
@@ -311,30 +315,4 @@ func lookupCredential(name string) (*syscall.Credential, string, error) {
 		}
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, u.HomeDir, nil
-}
-
-// chownForRunAs gives the run_as user the job's build directory.
-func (s *Stages) chownForRunAs(dir string) error {
-	if s.Cfg.Executor.RunAs == "" {
-		return nil
-	}
-	cred, _, err := lookupCredential(s.Cfg.Executor.RunAs)
-	if err != nil {
-		return err
-	}
-	if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-		return failure.Systemf("give build dir to %s: %w", s.Cfg.Executor.RunAs, err)
-	}
-	return nil
-}
-
-// killGroups kills the process groups the job's stages ran in. A stage kills its own group
-// when it ends, so this matters only when the runner had to SIGKILL the executor itself.
-// A group id cannot be reused while any process of the group lives, so this can only hit
-// the job's own leftovers (or nothing, ESRCH).
-func killGroups(st State) {
-	groups, _ := st.Groups()
-	for _, g := range groups {
-		_ = syscall.Kill(-g, syscall.SIGKILL)
-	}
 }

@@ -60,6 +60,8 @@ type Stages struct {
 	Signals <-chan os.Signal
 	// NewPoster makes the Slack client; nil means delivery.NewSlack.
 	NewPoster NewPoster
+	// Geteuid is the executor's effective uid; nil means os.Geteuid.
+	Geteuid func() int
 	// GitLab, when set, tells cleanup how GitLab sees a job the runner stopped.
 	GitLab JobSource
 }
@@ -165,15 +167,15 @@ func (s *Stages) Prepare(ctx context.Context) error {
 		return failure.Buildf("job denied: %s", d.Reason)
 	}
 
-	if err := os.MkdirAll(rec.BuildDir, 0o700); err != nil {
-		return failure.Systemf("create build dir: %w", err)
-	}
-	if err := os.MkdirAll(s.Cfg.Executor.CacheDir, 0o700); err != nil {
-		return failure.Systemf("create cache dir: %w", err)
-	}
-	if err := s.chownForRunAs(rec.BuildDir); err != nil {
+	u, err := s.chooseUser(j, rec.BuildDir)
+	if err != nil {
 		return err
 	}
+	rec.Isolation, rec.UID, rec.GID, rec.RunAs = u.Isolation, u.UID, u.GID, u.Name
+	if err := s.makeJobDirs(j, u); err != nil {
+		return err
+	}
+	fmt.Fprintln(s.Stdout, u.describe())
 	s.announce(ctx, j, nil)
 	// Last: a record that says "prepared" must mean everything above happened.
 	rec.Prepared = true
@@ -197,7 +199,10 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 		return err
 	}
 	st := OpenState(s.Cfg.Executor.StateDir, j.ID)
-	killGroups(st)
+	leased, hasLease, stopErr := s.stopLeftovers(j.ID, st)
+	if stopErr != nil {
+		fmt.Fprintf(s.Stderr, "%s: job %d: %v\n", DriverName, j.ID, stopErr)
+	}
 	if !st.Exists() {
 		// config or prepare failed before the state existed: nothing ran.
 		_, err := st.ReadJob()
@@ -242,6 +247,11 @@ func (s *Stages) Cleanup(ctx context.Context) error {
 	}
 	c, qerr := s.queueReply(j, st, outcome)
 	firstErr := s.removeBuildDir(j)
+	if hasLease {
+		if err := s.releaseUID(j, leased); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
 	if qerr != nil {
 		// Kept for a later cleanup or `flush` to queue the reply (within a bound).
 		fmt.Fprintf(s.Stderr, "%s: job %d: %v; the job's state is kept for 'chatops-executor flush'\n", DriverName, j.ID, qerr)

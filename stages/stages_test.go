@@ -58,6 +58,12 @@ func newFixture(t *testing.T, mutate func(*job.Response)) *fixture {
 	cfg.Executor.CacheDir = filepath.Join(dir, "cache")
 	cfg.Executor.StateDir = filepath.Join(dir, "state")
 	cfg.Executor.KillGrace = config.Duration(300 * time.Millisecond)
+	if os.Geteuid() == 0 {
+		// These tests are about the stages, not isolation (see isolation_test.go and e2e):
+		// their scripts write into the test's private directory, so they run as root, which
+		// must be asked for.
+		cfg.Executor.RunAs = "root"
+	}
 	// Chat goes to a fake Slack on loopback; tests never reach the real one.
 	slack := slacktest.New(t, "xoxb-executor-secret")
 	cfg.Slack.APIURL = slack.APIURL()
@@ -312,7 +318,7 @@ func TestCleanupKillsGroupsOfAKilledExecutor(t *testing.T) {
 	// Simulate a run whose executor was SIGKILLed by the runner: the script's group is still
 	// there and recorded in the state, and nobody waited for it.
 	cmd := startGroup(t, "sleep 300")
-	if err := f.state().RecordGroup(cmd); err != nil {
+	if err := f.state().RecordGroup(cmd, uint32(os.Geteuid())); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.stages.Cleanup(context.Background()); err != nil {

@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/chatops-executor/chatops-executor/atomicfile"
@@ -36,8 +35,13 @@ type JobRecord struct {
 	// timeout from a cancel, since both arrive as the same SIGTERM.
 	TimeoutSeconds int    `json:"timeout_seconds"`
 	BuildDir       string `json:"build_dir"`
-	Denied         bool   `json:"denied,omitempty"`
-	DenyReason     string `json:"deny_reason,omitempty"`
+	// Isolation, UID, GID and RunAs say who the job's scripts run as (see jobuser.go).
+	Isolation  Isolation `json:"isolation,omitempty"`
+	UID        uint32    `json:"uid,omitempty"`
+	GID        uint32    `json:"gid,omitempty"`
+	RunAs      string    `json:"run_as,omitempty"`
+	Denied     bool      `json:"denied,omitempty"`
+	DenyReason string    `json:"deny_reason,omitempty"`
 
 	// The runner retries a prepare that failed or died, up to three times, with a cleanup
 	// after each attempt; see prepare.go. Attempts counts prepare's attempts, Decided says
@@ -196,41 +200,6 @@ func (s State) Stages() ([]StageRecord, error) {
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Seq < recs[j].Seq })
 	return recs, nil
-}
-
-// RecordGroup notes the process group of a running stage before waiting for it, so that
-// cleanup can kill what is left even if the runner had to SIGKILL this executor.
-func (s State) RecordGroup(pgid int) error {
-	f, err := os.OpenFile(filepath.Join(s.Dir, "pgids"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("record process group: %w", err)
-	}
-	_, werr := fmt.Fprintf(f, "%d\n", pgid)
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return fmt.Errorf("record process group: %w", werr)
-	}
-	return nil
-}
-
-// Groups returns the process groups recorded by RecordGroup.
-func (s State) Groups() ([]int, error) {
-	data, err := os.ReadFile(filepath.Join(s.Dir, "pgids"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read process groups: %w", err)
-	}
-	var out []int
-	for _, f := range strings.Fields(string(data)) {
-		if n, err := strconv.Atoi(f); err == nil && n > 1 {
-			out = append(out, n)
-		}
-	}
-	return out, nil
 }
 
 // Exists reports whether the state directory is there.

@@ -142,14 +142,14 @@ builds_dir = %q
 cache_dir = %q
 state_dir = %q
 kill_grace = %q
-[gitlab]
+%s[gitlab]
 url = %q
 verify_identity = true
 %s[slack]
 api_url = %q
 progress_interval = "0s"
 `, filepath.Join(dir, "builds"), filepath.Join(dir, "cache"), filepath.Join(dir, "state"), o.killGrace,
-		r.gitlab.URL, tokenFile, r.slack.APIURL()) + fmt.Sprintf(policy, filepath.Join(dir, "audit.jsonl"))
+		asRoot(), r.gitlab.URL, tokenFile, r.slack.APIURL()) + fmt.Sprintf(policy, filepath.Join(dir, "audit.jsonl"))
 	write(t, r.execConfig, exe)
 
 	exe, prepare := executorBin, executorBin
@@ -191,6 +191,16 @@ progress_interval = "0s"
 	}
 	write(t, r.runnerConfig, cfg.String())
 	return r
+}
+
+// asRoot is the rig's [executor] line when the tests run as root: they compare the
+// executor with the real runner, not its isolation (../isolation_test.go), and write their
+// markers where only root may, so jobs run as root — which must be asked for.
+func asRoot() string {
+	if os.Geteuid() == 0 {
+		return "run_as = \"root\"\n"
+	}
+	return ""
 }
 
 func write(t *testing.T, path, content string) {
