@@ -56,6 +56,28 @@ func TestLossySinkNeverFailsTheCopy(t *testing.T) {
 	}
 }
 
+// The copy's "fell behind" gaps reach the capture through the lossy sink while the capture
+// works (so the reply can say what it missed); once the capture has failed they are more
+// of what it did not get, counted in the loss Close reports.
+func TestLossySinkPassesGapsUntilTheCaptureFails(t *testing.T) {
+	var gaps []int64
+	var w nopCloser
+	b := &budgetSink{w: &w, root: t.TempDir(), max: 3 * budgetSlice, usage: func(string) (int64, error) { return int64(w.Len()), nil }}
+	l := &lossySink{w: b, lost: func(n int64) { gaps = append(gaps, n) }}
+	l.Lost(7)
+	data := bytes.Repeat([]byte("y"), budgetSlice+100)
+	_, _ = l.Write(data)
+	_, _ = l.Write(data) // past the bound: the capture fails here
+	l.Lost(50)
+	if len(gaps) != 1 || gaps[0] != 7 {
+		t.Errorf("gaps passed to the capture = %v, want [7]", gaps)
+	}
+	err := l.Close()
+	if want := "250 bytes of output were not captured"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("close = %v, want it to say %q", err, want)
+	}
+}
+
 // A capture that cannot keep the output costs the reply, never the job: exit 0 stays a
 // success, exit 42 stays 42 in BUILD_EXIT_CODE_FILE, and the log and the reply say what
 // was left out.
