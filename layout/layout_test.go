@@ -18,6 +18,7 @@ var forbidden = map[string][]string{
 	"failure":    {"stages", "executor", "emulator", "tryjob", "policy", "delivery", "replies"},
 	"atomicfile": {"stages", "executor", "emulator", "tryjob", "policy", "delivery", "replies"},
 	"job":        {"stages", "executor", "emulator", "tryjob", "policy", "delivery", "replies"},
+	"replydir":   {"stages", "executor", "emulator", "tryjob", "policy", "delivery", "replies", "config"},
 	"jobuser":    {"stages", "executor", "emulator", "tryjob", "policy", "delivery", "replies", "config"},
 	"config":     {"stages", "executor", "emulator", "tryjob", "policy", "delivery"},
 	"replies":    {"stages", "executor", "emulator", "tryjob", "policy", "delivery"},
