@@ -65,7 +65,7 @@ func (j *Job) Enqueue(msgs ...Message) error {
 	first := next
 	for i, m := range msgs {
 		o := op{Seq: next, Kind: m.Kind, Name: m.Name, Channel: m.Channel, User: m.User, Text: m.Text,
-			ThreadOf: m.ThreadOf, Target: m.Target, Filename: m.Filename, Title: m.Title,
+			ThreadOf: m.ThreadOf, Target: m.Target, Filename: m.Filename, Title: m.Title, Blocks: m.Blocks,
 			Queued: now, Since: now, State: StatePending, Format: queueFormat}
 		if m.Kind == KindUpload {
 			// The data lands under its final name before the batch that points at it exists,
@@ -97,6 +97,12 @@ func (j *Job) Enqueue(msgs ...Message) error {
 func validate(m Message, names map[string]Kind) error {
 	if m.Channel == "" {
 		return errors.New("no channel")
+	}
+	if len(m.Blocks) > 0 && m.Kind != KindPost && m.Kind != KindUpdate {
+		return fmt.Errorf("blocks on a %s message: only posts and updates carry blocks", m.Kind)
+	}
+	if len(m.Blocks) > 0 && !json.Valid(m.Blocks) {
+		return errors.New("blocks are not valid JSON")
 	}
 	if m.Name != "" {
 		if !jobIDRe.MatchString(m.Name) {

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -46,6 +47,10 @@ type Message struct {
 	Filename string
 	Title    string
 	Content  io.Reader
+	// Blocks are Block Kit blocks shown instead of Text (KindPost, KindUpdate), already
+	// validated and redacted by the caller; Text stays the notification and the fallback
+	// of a Poster without blocks (see BlockPoster).
+	Blocks json.RawMessage
 }
 
 // State is where a queued message stands.
@@ -77,6 +82,9 @@ type op struct {
 	Filename string `json:"filename,omitempty"`
 	Title    string `json:"title,omitempty"`
 	Size     int64  `json:"size,omitempty"`
+	// Blocks: an older binary ignores the field and posts Text, which is the whole reply
+	// in words; that is a plainer reply, not a misread one, so the format stays 1.
+	Blocks json.RawMessage `json:"blocks,omitempty"`
 
 	Queued time.Time `json:"queued"`
 	// Since is when the age limit starts counting: Queued, or the last --retry-failed.

@@ -154,7 +154,7 @@ func (j *Job) attempt(ctx context.Context, r *retrier, o *op, byName map[string]
 		o.Note = fmt.Sprintf("message %q it edits is not in the channel (%s): posted as a new message", o.Target, why)
 		o.AsPost, idempotent = true, false
 		call = func(ctx context.Context) error {
-			ts, err := p.PostMessage(ctx, o.Channel, "", o.Text)
+			ts, err := postMessage(ctx, p, o.Channel, "", o.Text, o.Blocks)
 			o.TS = ts
 			return err
 		}
@@ -162,10 +162,10 @@ func (j *Job) attempt(ctx context.Context, r *retrier, o *op, byName map[string]
 		// An earlier degraded attempt never left this host (else it would be final), and
 		// its target has since arrived (requeued by an admin): edit after all.
 		o.AsPost, idempotent = false, true
-		call = func(ctx context.Context) error { return p.UpdateMessage(ctx, o.Channel, target, o.Text) }
+		call = func(ctx context.Context) error { return updateMessage(ctx, p, o.Channel, target, o.Text, o.Blocks) }
 	case o.Kind == KindPost:
 		call = func(ctx context.Context) error {
-			ts, err := p.PostMessage(ctx, o.Channel, thread, o.Text)
+			ts, err := postMessage(ctx, p, o.Channel, thread, o.Text, o.Blocks)
 			o.TS = ts
 			return err
 		}

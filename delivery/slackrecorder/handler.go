@@ -264,7 +264,12 @@ func (s *Server) act(method, uploadID string, call *Call, req request, host stri
 		if !hasContent {
 			return http.StatusOK, slackErr("no_text")
 		}
-		m := s.post(now, Message{Channel: p["channel"], ThreadTS: p["thread_ts"], Text: p["text"]}, method)
+		if p["blocks"] != "" {
+			if e := checkBlocks(p["blocks"]); e != nil {
+				return http.StatusOK, e
+			}
+		}
+		m := s.post(now, Message{Channel: p["channel"], ThreadTS: p["thread_ts"], Text: p["text"], Blocks: p["blocks"]}, method)
 		msg := map[string]any{"type": "message", "text": m.Text, "ts": m.TS}
 		if m.ThreadTS != "" {
 			msg["thread_ts"] = m.ThreadTS
@@ -290,7 +295,13 @@ func (s *Server) act(method, uploadID string, call *Call, req request, host stri
 		if m == nil {
 			return http.StatusOK, slackErr("message_not_found")
 		}
-		m.Text, m.Edited = p["text"], now
+		if p["blocks"] != "" {
+			if e := checkBlocks(p["blocks"]); e != nil {
+				return http.StatusOK, e
+			}
+		}
+		// An edit without blocks leaves none: chat.update replaces the message.
+		m.Text, m.Blocks, m.Edited = p["text"], p["blocks"], now
 		m.History = append(m.History, m.Text)
 		s.events = append(s.events, Event{Method: method, Time: now, Channel: m.Channel, TS: m.TS,
 			ThreadTS: m.ThreadTS, Text: m.Text})

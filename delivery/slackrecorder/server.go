@@ -352,6 +352,8 @@ type Message struct {
 	// History is every text the message had, the posted one first; the last is Text.
 	// More than one entry means it was edited.
 	History []string
+	// Blocks is the message's Block Kit blocks as sent (a JSON array), "" for none.
+	Blocks string
 	// Ephemeral marks a chat.postEphemeral message, shown only to User.
 	Ephemeral bool
 	User      string
