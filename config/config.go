@@ -85,6 +85,11 @@ type Slack struct {
 	// RateShare is this host's share of Slack's rate limits (1/N for a fleet of N hosts
 	// posting as one app); 0 turns the host's shared rate budget off.
 	RateShare float64 `toml:"rate_share"`
+	// What a job may share from its CHATOPS_REPLY_DIR: see replyfiles.go.
+	ReplyFiles        string `toml:"reply_files"`
+	ReplyMaxFiles     int    `toml:"reply_max_files"`
+	ReplyMaxFileSize  Size   `toml:"reply_max_file_size"`
+	ReplyMaxTotalSize Size   `toml:"reply_max_total_size"`
 }
 
 // Policy decides which chat jobs may run.
@@ -115,6 +120,9 @@ type Rule struct {
 	Groups         []string `toml:"groups"`
 	MinAccessLevel int      `toml:"min_access_level"`
 	Input          string   `toml:"input"`
+	// AllowMentions lets the jobs this rule allows notify a channel or a user group from
+	// their message.md or blocks.json (<!here>, <!channel>, <!everyone>, <!subteam^…>).
+	AllowMentions bool `toml:"allow_mentions"`
 }
 
 // Default returns the configuration used for every key the file does not set.
@@ -142,10 +150,14 @@ func Default() Config {
 			Thread:           true,
 			InlineLimit:      3000,
 			// Short for prepare: the job must not wait on chat to start.
-			PrepareBudget: Duration(2 * time.Second),
-			CleanupBudget: Duration(15 * time.Second),
-			FlushBudget:   Duration(5 * time.Second),
-			RateShare:     1,
+			PrepareBudget:     Duration(2 * time.Second),
+			CleanupBudget:     Duration(15 * time.Second),
+			FlushBudget:       Duration(5 * time.Second),
+			RateShare:         1,
+			ReplyFiles:        "text",
+			ReplyMaxFiles:     10,
+			ReplyMaxFileSize:  Size(10 << 20),
+			ReplyMaxTotalSize: Size(25 << 20),
 		},
 		Policy: Policy{
 			Default: "deny",
@@ -385,6 +397,8 @@ func (c *Config) validate() []Problem {
 	if !(s.RateShare >= 0 && s.RateShare <= 1) {
 		add("slack.rate_share", "must be between 0 and 1 (this host's share of Slack's rate limits; 0 turns the budget off), got %v", s.RateShare)
 	}
+
+	ps = append(ps, s.validateReplyFiles()...)
 
 	if p := c.Policy.AuditSyslog; p != "" && !strings.HasPrefix(p, "/") {
 		add("policy.audit_syslog", "must be the absolute path of the local syslog socket (usually /dev/log), got %q", p)

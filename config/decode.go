@@ -34,6 +34,8 @@ var examples = map[string]string{
 	"slack.api_url":                `a URL in quotes, e.g. api_url = "https://slack.com/api/"`,
 	"slack.reply":                  `"always", "after-window" or "never", e.g. reply = "always"`,
 	"slack.inline_limit":           `a number of characters, e.g. inline_limit = 3000`,
+	"slack.reply_files":            `"text" or "all", e.g. reply_files = "text"`,
+	"slack.reply_max_files":        `a number of files, e.g. reply_max_files = 10`,
 	"policy.default":               `"allow" or "deny", e.g. default = "deny"`,
 	"policy.audit_log":             `an absolute path in quotes, e.g. audit_log = "/var/log/chatops-executor/audit.jsonl"`,
 	"policy.rule":                  `a list of [[policy.rule]] tables`,
