@@ -221,6 +221,8 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 		msgs = append(msgs, delivery.Message{Kind: delivery.KindUpdate, Target: "start", Channel: c.channel, Text: replies.StatusText(c.job, status)})
 	}
 	if s.wantsOutput(j) {
+		rich := s.readReply(j, st, c.secrets)
+		defer rich.close() // after Enqueue: the outbox has its own copies by then
 		out, text, err := s.buildOutput(st, c.secrets, status)
 		if err != nil {
 			fmt.Fprintf(s.Stderr, "%s: chat reply: %v\n", DriverName, err)
@@ -236,13 +238,24 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 		if !haveStart {
 			body = strings.TrimSpace(replies.StatusText(c.job, status) + "\n" + out.Text)
 		}
-		switch {
-		case out.Upload:
-			msgs = append(msgs, delivery.Message{
+		var upload *delivery.Message
+		if out.Upload {
+			upload = &delivery.Message{
 				Kind: delivery.KindUpload, ThreadOf: thread, Channel: c.channel, Text: body,
 				Filename: fmt.Sprintf("%s-%d.txt", safeName(replies.Redact(j.Info.Name, c.secrets)), j.ID),
 				Title:    fmt.Sprintf("Output of %s (job #%d)", replies.Redact(j.Info.Name, c.secrets), j.ID), Content: text,
-			})
+			}
+		}
+		switch {
+		case rich != nil:
+			// What the job left in CHATOPS_REPLY_DIR shapes the reply (replydir.go).
+			prefix := ""
+			if !haveStart {
+				prefix = replies.StatusText(c.job, status)
+			}
+			msgs = append(msgs, s.richMessages(c, rich, j, thread, prefix, body, upload)...)
+		case upload != nil:
+			msgs = append(msgs, *upload)
 		case body != "":
 			msgs = append(msgs, delivery.Message{Kind: delivery.KindPost, ThreadOf: thread, Channel: c.channel, Text: body})
 		}

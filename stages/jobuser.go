@@ -154,6 +154,9 @@ func (s *Stages) makeJobDirs(j *job.Response, u jobUser) error {
 	if err := jobuser.FreshDir(builds, j.IDString(), int(u.UID), int(u.GID)); err != nil {
 		return failure.Systemf("build dir: %w", err)
 	}
+	if err := makeReplyDir(builds, j, u); err != nil {
+		return failure.Systemf("%w", err)
+	}
 	if u.Isolation != SameUser {
 		if err := jobuser.Reachable(filepath.Join(s.Cfg.Executor.BuildsDir, j.IDString()), u.UID, append([]uint32{u.GID}, u.Groups...)); err != nil {
 			return failure.WithHint(failure.Systemf("build dir: %w", err), "run 'chatops-executor check' to see every directory the job's user cannot reach")

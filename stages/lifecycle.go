@@ -325,6 +325,9 @@ func (s *Stages) sweepJob(ctx context.Context, st State) (Recovered, error) {
 	o := s.finalOutcome(j, st, rec, c.Runner, c.StartedAt)
 	r.What = fmt.Sprintf("%s; its cleanup did not finish", o)
 	ch, qerr := s.queueReply(j, st, o)
+	if err := s.removeReplyDir(j.ID); err != nil {
+		r.What += "; " + err.Error()
+	}
 	if qerr != nil {
 		if now.Sub(c.StartedAt) < keepUnqueued || c.StartedAt.IsZero() && now.Sub(rec.PreparedAt) < keepUnqueued {
 			return r, qerr // the outbox's disk may recover; try again next time

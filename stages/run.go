@@ -79,8 +79,11 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 		go func() { defer close(done); s.progress(pctx, j, rec, capture) }()
 		defer func() { stop(); <-done }()
 	}
-	runErr := s.runScript(st, u, rec.BuildDir, scriptPath, stage, capture, &result)
+	runErr := s.runScript(st, u, rec.BuildDir, scriptPath, stage, s.replyEnv(j.ID), capture, &result)
 	result.EndedAt = s.now()
+	if IsUserScript(stage) || stage == "after_script" {
+		s.previewReply(j, rec)
+	}
 	if kind, _, _ := failure.Classify(runErr); runErr != nil && kind == failure.System && result.Error == "" {
 		result.Error = runErr.Error()
 	}
@@ -96,7 +99,7 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 // gone, for the output pipe to close: a process that left the group (setsid) may hold it.
 const outputLinger = 5 * time.Second
 
-func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, capture Capturer, result *StageRecord) error {
+func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, extraEnv []string, capture Capturer, result *StageRecord) error {
 	shell, err := exec.LookPath(s.Cfg.Executor.Shell)
 	if err != nil {
 		return failure.Systemf("find shell %q: %w", s.Cfg.Executor.Shell, err)
@@ -119,7 +122,7 @@ func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, c
 	cmd.ExtraFiles = []*os.File{script}
 	cmd.Args = []string{shell, "/dev/fd/3"}
 	cmd.SysProcAttr.Credential = u.credential()
-	cmd.Env = s.scriptEnv(u)
+	cmd.Env = append(s.scriptEnv(u), extraEnv...)
 
 	var sink Sink
 	if capture != nil {

@@ -276,6 +276,9 @@ func (s *Stages) removeBuildDir(j *job.Response) error {
 	if err := os.RemoveAll(s.buildDir(j)); err != nil {
 		return failure.Systemf("remove build dir: %w", err)
 	}
+	if err := s.removeReplyDir(j.ID); err != nil {
+		return failure.Systemf("%w", err)
+	}
 	return nil
 }
 
