@@ -2,10 +2,10 @@ package e2e
 
 import (
 	"bytes"
-	"fmt"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"

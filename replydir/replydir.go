@@ -58,7 +58,8 @@ type Options struct {
 	Limits
 	// Owner is the uid every entry must belong to (the job's); negative: any.
 	Owner int
-	// Spool is a private directory (the job's state) where copies of the shared files go.
+	// Spool is a private directory (the job's state) where copies of the shared files go;
+	// empty: the files are only checked (the job log's preview at the end of a stage).
 	Spool string
 	// Redact returns a writer that writes the redacted form of what it is given to w;
 	// Close flushes it. Text files are shared as it writes them.
@@ -184,7 +185,9 @@ func Read(dir string, opt Options) (*Reply, error) {
 // Close removes the spooled copies.
 func (r *Reply) Close() {
 	for _, f := range r.Files {
-		os.Remove(f.Path)
+		if f.Path != "" {
+			os.Remove(f.Path)
+		}
 	}
 }
 
@@ -313,6 +316,9 @@ func kind(t uint32) string {
 // (binary cannot be redacted, but a verbatim secret can still be found). why is set when
 // the file is not shared.
 func spool(f *os.File, name string, n int, size int64, opt Options) (File, string, error) {
+	if opt.Spool == "" {
+		return check(f, size, opt)
+	}
 	base := filepath.Join(opt.Spool, fmt.Sprintf("reply-file-%03d", n))
 	raw, err := os.OpenFile(base+".raw", os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_EXCL, 0o600)
 	if err != nil {
@@ -365,6 +371,30 @@ func spool(f *os.File, name string, n int, size int64, opt Options) (File, strin
 		return File{}, why, nil
 	}
 	return File{Path: raw.Name(), Size: copied}, "", nil
+}
+
+// check is spool without copies (Options.Spool empty): the same verdict, nothing kept.
+func check(f *os.File, size int64, opt Options) (File, string, error) {
+	rawSum, redSum := sha256.New(), sha256.New()
+	redactor := opt.Redact(redSum)
+	tc := &textCheck{}
+	copied, err := io.Copy(io.MultiWriter(rawSum, redactor, tc), io.LimitReader(f, size))
+	if cerr := redactor.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case err != nil:
+		return File{}, "", fmt.Errorf("read %s: %w", SafeName(f.Name()), err)
+	case copied == 0:
+		return File{}, "it is empty", nil
+	case tc.text():
+		return File{Size: copied, Text: true}, "", nil
+	case !opt.Binary:
+		return File{}, `it is not UTF-8 text, and binary files are shared only with slack.reply_files = "all" (they cannot be redacted)`, nil
+	case !bytes.Equal(rawSum.Sum(nil), redSum.Sum(nil)):
+		return File{}, "it is binary and holds a masked value as it is: binary files cannot be redacted", nil
+	}
+	return File{Size: copied}, "", nil
 }
 
 // textCheck decides, as bytes go by, whether they are UTF-8 text without NUL bytes. It

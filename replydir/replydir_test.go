@@ -262,3 +262,15 @@ func TestRemoveDoesNotFollowLinks(t *testing.T) {
 		t.Errorf("removal went through a link: %v", err)
 	}
 }
+
+func TestCheckOnlyKeepsNothing(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.txt", "hunter2")
+	write(t, dir, "b.bin", "\x00")
+	o := opts(t)
+	o.Spool = ""
+	r := read(t, dir, o)
+	if len(r.Files) != 1 || r.Files[0].Path != "" || r.Files[0].Size != 7 || !strings.Contains(notes(r), "b.bin was not shared") {
+		t.Errorf("files %+v notes %q", r.Files, r.Notes)
+	}
+}
