@@ -84,6 +84,8 @@ demo:
 	@$(DEMO_TRY) ls
 	@echo; echo '$$ chatops-executor try deploy staging v1.4.2'
 	@$(DEMO_TRY) deploy staging v1.4.2
+	@echo; echo '$$ chatops-executor --config examples/demo-config.toml try deploys-chart   # a Block Kit table and a chart PNG'
+	@$(BIN) --config examples/demo-config.toml try --ci examples/.gitlab-ci.yml --user alice --channel C0123ABCD deploys-chart
 	@echo; echo '$$ chatops-executor try broken   # fails on purpose'
 	@$(DEMO_TRY) broken || echo "(broken failed, as it should)"
 

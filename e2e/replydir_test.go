@@ -20,6 +20,7 @@ import (
 
 	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
 	"github.com/chatops-executor/chatops-executor/emulator"
+	"github.com/chatops-executor/chatops-executor/tryjob"
 )
 
 // Rich replies: what a job leaves in $CHATOPS_REPLY_DIR, written from inside real jobs
@@ -361,5 +362,59 @@ func TestRichReplySlackDownThenFlushDeliversFilesOnce(t *testing.T) {
 	}
 	if shares != 2 {
 		t.Errorf("%d files shared, want each of the 2 once", shares)
+	}
+}
+
+// The example's chart (examples/.gitlab-ci.yml, deploys-chart) is a PNG Slack can show:
+// run through the emulator as GitLab would pick it, it decodes as the chart it draws.
+func TestRichReplyExampleChartIsAPNG(t *testing.T) {
+	h := newHost(t, allowAll)
+	h.withSlackKeys(t, "reply_files = \"all\"\n")
+	data, err := os.ReadFile("../examples/.gitlab-ci.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := tryjob.Parse("examples/.gitlab-ci.yml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat := tryjob.Chat{Channel: "C0123ABCD", UserID: "U0123ABCD", User: "alice", Project: "ops/infra",
+		ServerURL: "https://gitlab.example.com", Ref: "main", JobID: 1504, Token: "glcbt-e2e-1504", Created: time.Now()}
+	job, err := ci.Job("deploys-chart", tryjob.Options{Vars: chat.PipelineVars(), Ref: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := tryjob.Response(job, chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := h.run(context.Background(), emulator.Job{Response: resp, Script: job.Script, BeforeScript: job.BeforeScript})
+	if res.State != "success" {
+		t.Fatalf("state %s\n%s", res.State, res.RawTrace)
+	}
+	th := thread(t, h)
+	chart := filesOf(th)["deploys.png"]
+	img, err := png.Decode(bytes.NewReader(chart))
+	if err != nil {
+		t.Fatalf("deploys.png (%d bytes) is not a PNG: %v\n%s", len(chart), err, h.slack)
+	}
+	if b := img.Bounds(); b.Dx() != 160 || b.Dy() != 80 {
+		t.Errorf("chart is %v", b)
+	}
+	// The tallest bar (db-1, 7 deploys) reaches higher than the lowest (web-3, 2).
+	bar := func(i int) int {
+		x := i*40 + 20
+		for y := 0; y < 80; y++ {
+			if r, g, b, _ := img.At(x, y).RGBA(); r>>8 == 0x1e && g>>8 == 0x88 && b>>8 == 0xe5 {
+				return 80 - y
+			}
+		}
+		return 0
+	}
+	if !(bar(3) > bar(1) && bar(1) > bar(0) && bar(0) > bar(2) && bar(2) > 0) {
+		t.Errorf("bar heights %d %d %d %d do not follow 3 5 2 7", bar(0), bar(1), bar(2), bar(3))
+	}
+	if !strings.Contains(th[0].Blocks, `"text":"db-1"`) {
+		t.Errorf("the table: %s", th[0].Blocks)
 	}
 }

@@ -226,6 +226,27 @@ func TestTryExamples(t *testing.T) {
 	}
 }
 
+// The rich-reply example: a Block Kit table and a chart PNG the job draws with bash, gzip
+// and od, shared with the demo's config (binary files allowed) and refused without it.
+func TestTryRichReplyExample(t *testing.T) {
+	useBuiltExecutor(t)
+	args := []string{"--ci", "../examples/.gitlab-ci.yml", "deploys-chart"}
+	code, out, errs := runTryCmd(t, tryEnv(), "../examples/demo-config.toml", args...)
+	for _, want := range []string{"┆ *Deploys per host this week*", "┆ *host* │ *deploys*", "┆ db-1 │ 7", "┆ 17 in total · asked by @alice", "┆ 📎 deploys.png ("} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("exit code %d, reply lacks %q:\n%s\n%s", code, want, out, errs)
+		}
+	}
+	if !strings.Contains(out, "reply directory: deploys.png (") {
+		t.Errorf("the job log does not preview the reply directory:\n%s", out)
+	}
+	code, out, errs = runTryCmd(t, tryEnv(), "", args...)
+	if code != 0 || !strings.Contains(out, `deploys.png was not shared: it is not UTF-8 text, and binary files are shared only with slack.reply_files = "all"`) ||
+		strings.Contains(out, "📎 deploys.png") {
+		t.Errorf("with the default reply_files: exit code %d\n%s\n%s", code, out, errs)
+	}
+}
+
 func TestTraceWriter(t *testing.T) {
 	for _, tt := range []struct {
 		name   string

@@ -1,18 +1,20 @@
 package tryjob
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"regexp"
 	"strings"
 
 	"github.com/chatops-executor/chatops-executor/delivery/slackrecorder"
+	"github.com/chatops-executor/chatops-executor/replies"
 )
 
 // Render writes what the channel shows, as a terminal transcript: each message with its
 // edits applied (marked "(edited)" as Slack does), thread replies indented under their
 // parent, ephemeral messages marked as visible to one user only, and files as
-// "📎 name (N bytes)". users maps Slack user ids to the names to show in mentions.
+// "📎 name (N bytes)"; Block Kit blocks as their text (replies.BlocksText). users maps Slack user ids to the names to show in mentions.
 func Render(w io.Writer, msgs []slackrecorder.Message, users map[string]string) error {
 	var b strings.Builder
 	if len(msgs) == 0 {
@@ -56,6 +58,10 @@ func Render(w io.Writer, msgs []slackrecorder.Message, users map[string]string) 
 
 func renderMessage(b *strings.Builder, m slackrecorder.Message, prefix string, users map[string]string) {
 	text := Mrkdwn(m.Text, users)
+	if m.Blocks != "" {
+		// Slack shows the blocks instead of the text (which only notifications show).
+		text = Mrkdwn(replies.BlocksText(json.RawMessage(m.Blocks)), users)
+	}
 	if m.Ephemeral {
 		text = "👁 only visible to " + mention(m.User, users) + ": " + text
 	}

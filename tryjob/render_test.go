@@ -91,3 +91,31 @@ func TestResponse(t *testing.T) {
 		t.Errorf("steps: %+v", r.Steps)
 	}
 }
+
+func TestRenderBlocks(t *testing.T) {
+	msgs := []slacktest.Message{
+		{Channel: "C1", TS: "1.1", Text: "done", History: []string{"done"}},
+		{Channel: "C1", TS: "1.2", ThreadTS: "1.1", Text: "fallback not shown", History: []string{"x"},
+			Blocks: `[{"type":"header","text":{"type":"plain_text","text":"Hosts"}},` +
+				`{"type":"section","fields":[{"type":"mrkdwn","text":"*host*"},{"type":"mrkdwn","text":"*up*"},{"type":"plain_text","text":"web1"},{"type":"plain_text","text":"yes"}]},` +
+				`{"type":"context","elements":[{"type":"mrkdwn","text":"&lt;!here> asked by <@U1>"}]}]`},
+		{Channel: "C1", TS: "1.3", ThreadTS: "1.1", Files: []slacktest.File{{Filename: "chart.png", Content: make([]byte, 2048)}}},
+	}
+	var b strings.Builder
+	if err := Render(&b, msgs, map[string]string{"U1": "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	want := `┌─ #C1
+│ done
+│   ↳ thread
+│   ┆ *Hosts*
+│   ┆ *host* │ *up*
+│   ┆ web1 │ yes
+│   ┆ <!here> asked by @alice
+│   ┆ 📎 chart.png (2048 bytes)
+└─
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
