@@ -418,3 +418,18 @@ func TestRichReplyExampleChartIsAPNG(t *testing.T) {
 		t.Errorf("the table: %s", th[0].Blocks)
 	}
 }
+
+// A rule with allow_mentions lets its jobs notify the channel; the mention stays as written.
+func TestRichReplyMentionsAllowedByTheRule(t *testing.T) {
+	h := newHost(t, "[policy]\ndefault = \"deny\"\n[[policy.rule]]\nname = \"announcements\"\naction = \"allow\"\njobs = [\"deploy\"]\nallow_mentions = true\n")
+	res := h.run(context.Background(), emulator.Job{
+		Response: response(t, 1505, nil),
+		Script:   []string{`echo '<!here> the release is out' > "$CHATOPS_REPLY_DIR/message.md"`},
+	})
+	if res.State != "success" {
+		t.Fatalf("state %s\n%s", res.State, res.RawTrace)
+	}
+	if th := thread(t, h); len(th) != 1 || th[0].Text != "<!here> the release is out" {
+		t.Errorf("thread:\n%s", h.slack)
+	}
+}

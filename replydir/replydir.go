@@ -319,12 +319,14 @@ func spool(f *os.File, name string, n int, size int64, opt Options) (File, strin
 	if opt.Spool == "" {
 		return check(f, size, opt)
 	}
+	// The spool is the executor's (the job's private state): a copy a cleanup killed midway
+	// left is overwritten.
 	base := filepath.Join(opt.Spool, fmt.Sprintf("reply-file-%03d", n))
-	raw, err := os.OpenFile(base+".raw", os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_EXCL, 0o600)
+	raw, err := os.OpenFile(base+".raw", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return File{}, "", fmt.Errorf("spool %s: %w", SafeName(name), err)
 	}
-	red, err := os.OpenFile(base+".txt", os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_EXCL, 0o600)
+	red, err := os.OpenFile(base+".txt", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		raw.Close()
 		os.Remove(raw.Name())
