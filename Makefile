@@ -69,7 +69,7 @@ lint: $(STATICCHECK)
 # shapes, side by side with bash writing to the same pipes, take about two minutes.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./bench/
-	$(GO) test -run '^$$' -bench . -benchmem ./replies/
+	$(GO) test -run '^$$' -bench . -benchmem ./replies/ ./replydir/
 
 # Chat jobs from examples/.gitlab-ci.yml, run by `try` through the executor's own stages
 # with embedded defaults (no GitLab, no Slack): each reply is rendered as the channel
