@@ -64,12 +64,16 @@ type Options struct {
 	// Redact returns a writer that writes the redacted form of what it is given to w;
 	// Close flushes it. Text files are shared as it writes them.
 	Redact func(w io.Writer) io.WriteCloser
+	// RedactName masks an entry's name before it is made safe (SafeName cuts a long name,
+	// and a cut secret would no longer be found); nil: names as they are.
+	RedactName func(string) string
 }
 
 // File is a file to share, copied into the spool.
 type File struct {
-	// Name is the entry's name made safe to show and upload: control characters, slashes
-	// and invalid UTF-8 replaced by '_', at most 80 bytes. Not redacted yet.
+	// Name is the entry's name, masked (Options.RedactName) and made safe to show and
+	// upload: control characters, slashes and invalid UTF-8 replaced by '_', at most 80
+	// bytes.
 	Name string
 	// Raw is the entry's name as the job wrote it.
 	Raw string
@@ -125,7 +129,11 @@ func Read(dir string, opt Options) (*Reply, error) {
 	var total int64
 	skippedCount := 0
 	for _, name := range names {
-		shown := SafeName(name)
+		shown := name
+		if opt.RedactName != nil {
+			shown = opt.RedactName(shown)
+		}
+		shown = SafeName(shown)
 		switch name {
 		case MessageName:
 			if b, ok := r.readSmall(fd, name, MaxMessage, opt.Owner); ok {

@@ -274,3 +274,19 @@ func TestCheckOnlyKeepsNothing(t *testing.T) {
 		t.Errorf("files %+v notes %q", r.Files, r.Notes)
 	}
 }
+
+func TestNamesAreMaskedBeforeTheyAreCut(t *testing.T) {
+	secret := strings.Repeat("k", 100)
+	dir := t.TempDir()
+	write(t, dir, "report-"+secret+".txt", "x")
+	write(t, dir, "empty-"+secret, "")
+	o := opts(t)
+	o.RedactName = func(s string) string { return strings.ReplaceAll(s, secret, "[MASKED]") }
+	r := read(t, dir, o)
+	if len(r.Files) != 1 || r.Files[0].Name != "report-[MASKED].txt" || r.Files[0].Raw != "report-"+secret+".txt" {
+		t.Errorf("files %+v", r.Files)
+	}
+	if !strings.Contains(notes(r), "empty-[MASKED] was not shared") || strings.Contains(notes(r), "kkkk") {
+		t.Errorf("notes %q", r.Notes)
+	}
+}

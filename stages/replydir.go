@@ -71,6 +71,7 @@ func (s *Stages) replyOptions(rec JobRecord, secrets replies.Secrets, spool stri
 		Redact: func(w io.Writer) io.WriteCloser {
 			return m.NewRedactor(w)
 		},
+		RedactName: m.Redact,
 	}
 }
 
@@ -237,7 +238,6 @@ func (s *Stages) richMessages(c *chat, r *richReply, j *job.Response, thread, pr
 			msgs = append(msgs, *upload)
 		}
 	}
-	m := replies.NewMasker(c.secrets)
 	for _, f := range r.files {
 		content, err := os.Open(f.Path)
 		if err != nil {
@@ -246,9 +246,9 @@ func (s *Stages) richMessages(c *chat, r *richReply, j *job.Response, thread, pr
 		}
 		// The outbox copies the content when it queues; the file is closed with the reply.
 		r.opened = append(r.opened, content)
-		name := replydir.SafeName(m.Redact(f.Name))
+		// f.Name is masked, then made safe: a long secret is masked before any cut.
 		msgs = append(msgs, delivery.Message{Kind: delivery.KindUpload, ThreadOf: thread, Channel: c.channel,
-			Filename: name, Title: name, Content: content})
+			Filename: f.Name, Title: f.Name, Content: content})
 	}
 	return msgs
 }
@@ -315,7 +315,7 @@ func (s *Stages) previewReply(j *job.Response, rec JobRecord) {
 		if !f.Text {
 			kind = "binary, not redacted"
 		}
-		fmt.Fprintf(s.Stdout, "%s: reply directory: %s (%d bytes, %s) will be shared in the thread\n", DriverName, m.Redact(f.Name), f.Size, kind)
+		fmt.Fprintf(s.Stdout, "%s: reply directory: %s (%d bytes, %s) will be shared in the thread\n", DriverName, f.Name, f.Size, kind)
 	}
 	for _, n := range rd.Notes {
 		fmt.Fprintf(s.Stdout, "%s: reply directory: %s\n", DriverName, m.Redact(n))

@@ -75,8 +75,8 @@ func TestRichMessages(t *testing.T) {
 	}
 
 	// Files only, long output: the output's upload keeps the preview and the notes; the
-	// files follow in the thread, named without secrets.
-	r := &richReply{files: []replydir.File{{Name: "data-s3cr3tvalue.csv", Path: file, Text: true}}, notes: []string{"y was not shared"}}
+	// files follow in the thread.
+	r := &richReply{files: []replydir.File{{Name: "data-[MASKED].csv", Path: file, Text: true}}, notes: []string{"y was not shared"}}
 	msgs = s.richMessages(c, r, j, "start", "", "```preview```", upload())
 	r.close()
 	if len(msgs) != 2 || msgs[0].Filename != "out.txt" || msgs[0].Text != "```preview```\n_y was not shared_" ||
