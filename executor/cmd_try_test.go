@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,6 +271,22 @@ func TestTraceWriter(t *testing.T) {
 		w.Flush()
 		if b.String() != tt.want {
 			t.Errorf("%s: got %q, want %q", tt.name, b.String(), tt.want)
+		}
+	}
+}
+
+// try with an admin's config shows a rule's allow_mentions as the channel would: the
+// mention stays for a rule that allows it, and shows as text for one that does not.
+func TestTryKeepsTheRulesAllowMentions(t *testing.T) {
+	useBuiltExecutor(t)
+	dir := t.TempDir()
+	ci := writeFile(t, dir, ".gitlab-ci.yml", "announce:\n  script:\n    - echo '<!here> v2 is out' > \"$CHATOPS_REPLY_DIR/message.md\"\n", 0o644)
+	for allow, want := range map[bool]string{true: "┆ @here v2 is out", false: "┆ <!here> v2 is out"} {
+		cfg := writeFile(t, dir, "config.toml", fmt.Sprintf("[executor]\n[slack]\nprogress_interval = \"0s\"\n[policy]\ndefault = \"deny\"\n"+
+			"[[policy.rule]]\nname = \"announcements\"\naction = \"allow\"\njobs = [\"announce\"]\nallow_mentions = %v\n", allow), 0o600)
+		code, out, errs := runTryCmd(t, tryEnv(), cfg, "--ci", ci, "announce")
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("allow_mentions = %v: code %d, want %q:\n%s\n%s", allow, code, want, out, errs)
 		}
 	}
 }

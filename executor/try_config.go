@@ -107,8 +107,15 @@ func (a *app) tryConfig(ctx context.Context, dir string, post bool, req tryReque
 		// could hand try's job a uid a real job holds.
 		cfg.Executor.JobUIDs = tryUIDs().String()
 	}
-	// The policy was settled above; the run only carries it out.
-	cfg.Policy.Default, cfg.Policy.Rules = "allow", nil
+	// The policy was settled above; the run only carries it out — under the deciding
+	// rule's name, so that what the rule allows the job's reply (allow_mentions) holds.
+	rules := []config.Rule(nil)
+	for _, r := range cfg.Policy.Rules {
+		if d.Allow && r.Name != "" && r.Name == d.Rule {
+			rules = []config.Rule{{Name: r.Name, Action: "allow", AllowMentions: r.AllowMentions}}
+		}
+	}
+	cfg.Policy.Default, cfg.Policy.Rules = "allow", rules
 	cfg.GitLab.VerifyIdentity, cfg.GitLab.TokenFile = false, ""
 	if post {
 		if !cfg.SlackEnabled(a.getenv) {
