@@ -250,6 +250,8 @@ func TestRichReplyHostileDirectory(t *testing.T) {
 		Script: []string{
 			`D="$CHATOPS_REPLY_DIR"`,
 			`ln -s /etc/shadow "$D/shadow"`,
+			// The kernel's protected_hardlinks refuses this; were it off, the link count would.
+			`ln /etc/shadow "$D/shadow-hard" 2>/dev/null && echo HARD-LINKED || echo cannot hard-link /etc/shadow`,
 			`ln -s /etc/hostname "$D/message.md"`,
 			`mkfifo "$D/fifo" "$D/blocks.json"`,
 			`truncate -s 1G "$D/huge.log"`,
@@ -267,6 +269,9 @@ func TestRichReplyHostileDirectory(t *testing.T) {
 	}
 	if os.Geteuid() == 0 && !strings.Contains(string(res.RawTrace), "cannot move the reply dir") {
 		t.Errorf("the job moved its reply dir:\n%s", res.RawTrace)
+	}
+	if strings.Contains(string(res.RawTrace), "\nHARD-LINKED\n") && !strings.Contains(th0(t, h), "shadow-hard was not shared: it has 2 hard links") {
+		t.Errorf("a hard link to /etc/shadow was not refused:\n%s", h.slack)
 	}
 	if d := time.Since(start); d > 2*time.Minute {
 		t.Errorf("the job took %s: something blocked on the FIFO or read the GiB", d)
@@ -432,4 +437,12 @@ func TestRichReplyMentionsAllowedByTheRule(t *testing.T) {
 	if th := thread(t, h); len(th) != 1 || th[0].Text != "<!here> the release is out" {
 		t.Errorf("thread:\n%s", h.slack)
 	}
+}
+
+func th0(t *testing.T, h *host) string {
+	t.Helper()
+	if th := thread(t, h); len(th) > 0 {
+		return th[0].Text
+	}
+	return ""
 }
