@@ -34,8 +34,10 @@ type Config struct {
 	Executor Executor `toml:"executor"`
 	GitLab   GitLab   `toml:"gitlab"`
 	Slack    Slack    `toml:"slack"`
-	Policy   Policy   `toml:"policy"`
-	Metrics  Metrics  `toml:"metrics"`
+	// Mattermost is optional: see mattermost.go.
+	Mattermost Mattermost `toml:"mattermost"`
+	Policy     Policy     `toml:"policy"`
+	Metrics    Metrics    `toml:"metrics"`
 
 	// Path is the file the config was loaded from, for messages.
 	Path string `toml:"-"`
@@ -147,6 +149,7 @@ func Default() Config {
 			FlushBudget:   Duration(5 * time.Second),
 			RateShare:     1,
 		},
+		Mattermost: Mattermost{InlineLimit: MattermostMaxRunes},
 		Policy: Policy{
 			Default: "deny",
 		},
@@ -385,6 +388,8 @@ func (c *Config) validate() []Problem {
 	if !(s.RateShare >= 0 && s.RateShare <= 1) {
 		add("slack.rate_share", "must be between 0 and 1 (this host's share of Slack's rate limits; 0 turns the budget off), got %v", s.RateShare)
 	}
+
+	c.validateMattermost(add)
 
 	if p := c.Policy.AuditSyslog; p != "" && !strings.HasPrefix(p, "/") {
 		add("policy.audit_syslog", "must be the absolute path of the local syslog socket (usually /dev/log), got %q", p)
