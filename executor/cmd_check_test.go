@@ -56,7 +56,7 @@ func TestCheckReportsFileAndHostProblemsTogether(t *testing.T) {
 		"line 6: slack.token_file: secret file " + token + " is readable by its group (mode 0640)",
 		"line 8: policy.rule[1] (a).action: missing: every rule needs action",
 		"line 10: policy.rule[1] (a).jobs: got \"status\" (a string); write a list of globs, e.g. jobs = [\"status\"]",
-		"line 11: policy.rule[1] (a).channels: \"#ops\" is not a Slack channel id",
+		"line 11: policy.rule[1] (a).channels: \"#ops\" is not a Slack or Mattermost channel id",
 	} {
 		if strings.Count(stderr, want) != 1 {
 			t.Errorf("want once: %s\nstderr:\n%s", want, stderr)

@@ -35,11 +35,25 @@ type chat struct {
 	user    string
 	job     replies.Job
 	secrets replies.Secrets
+	// backend, render and inlineLimit are the chat's: Slack's or Mattermost's (chatmm.go).
+	backend     delivery.Backend
+	render      renderer
+	inlineLimit int
+	validUser   func(string) bool
 }
 
 // openChat opens the job's chat, or returns nil (with the reason in the log) when replies
-// are off: no Slack token, or a CHAT_CHANNEL that is not a channel id.
+// are off: no token for the job's chat, or a CHAT_CHANNEL that is not a channel id.
 func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
+	c := j.Chat()
+	k, ok := kindOf(c.Channel)
+	if !ok {
+		fmt.Fprintf(log, "%s: no chat reply: CHAT_CHANNEL %q is not a Slack or Mattermost channel id\n", DriverName, oneLineForLog(c.Channel))
+		return nil
+	}
+	if k.backend == delivery.BackendMattermost {
+		return s.openMattermost(j, log)
+	}
 	token, err := s.Cfg.SlackToken(s.Getenv)
 	if err != nil {
 		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
@@ -49,25 +63,22 @@ func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
 		fmt.Fprintf(log, "%s: chat replies are off: no slack.token_file or SLACK_BOT_TOKEN\n", DriverName)
 		return nil
 	}
-	c := j.Chat()
-	if !replies.ValidChannel(c.Channel) {
-		fmt.Fprintf(log, "%s: no chat reply: CHAT_CHANNEL %q is not a Slack channel id\n", DriverName, oneLineForLog(c.Channel))
-		return nil
-	}
-	newPoster := s.NewPoster
-	if newPoster == nil {
-		newPoster = defaultPoster
-	}
-	p, err := newPoster(token, s.Cfg.Slack.APIURL)
-	if err == nil {
-		// Every executor process on the host spends one Slack rate budget.
-		p, err = delivery.HostBudget(p, s.Cfg.Executor.StateDir, s.Cfg.Slack.RateShare)
-	}
-	if err != nil {
-		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
+	p := s.slackPoster(log)
+	if p == nil {
 		return nil
 	}
 	ob := delivery.Open(s.Cfg.Executor.StateDir, p, DeliveryOptions(Metrics(s.Cfg), delivery.Options{}, log))
+	if mp := s.mattermostForFlush(); mp != nil {
+		ob.Use(delivery.BackendMattermost, mp) // other jobs' waiting Mattermost replies
+	}
+	return s.newChat(j, ob, log)
+}
+
+// newChat is the job's chat on ob, with Slack's markup and limits; nil when the job id
+// cannot name a queue.
+func (s *Stages) newChat(j *job.Response, ob *delivery.Outbox, log io.Writer) *chat {
+	c := j.Chat()
+	k, _ := kindOf(c.Channel)
 	q, err := ob.Job(j.IDString())
 	if err != nil {
 		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
@@ -76,6 +87,7 @@ func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
 	secrets := replies.SecretsOf(j, s.Getenv)
 	return &chat{
 		outbox: ob, queue: q, channel: c.Channel, user: c.UserID, secrets: secrets,
+		backend: delivery.BackendSlack, render: slackMrkdwn{}, inlineLimit: s.Cfg.Slack.InlineLimit, validUser: k.validUser,
 		job: replies.Job{
 			ID: j.ID, Name: j.Info.Name, Project: j.ProjectPath(), URL: s.jobURL(j),
 			ChatUser: c.UserID, Input: c.Input, Secrets: secrets,
@@ -112,7 +124,7 @@ func (c *chat) send(ctx context.Context, log io.Writer, budget time.Duration, ms
 	if len(msgs) == 0 {
 		return
 	}
-	rep, err := c.queue.Send(ctx, budget, msgs...)
+	rep, err := c.queue.Send(ctx, budget, c.tag(msgs)...)
 	if err != nil {
 		fmt.Fprintf(log, "%s: chat reply not queued: %v\n", DriverName, err)
 		return
@@ -139,8 +151,8 @@ func (s *Stages) announce(ctx context.Context, j *job.Response, d *Decision) {
 		return
 	}
 	if denied {
-		if !replies.ValidUser(c.user) {
-			fmt.Fprintf(s.Stderr, "%s: cannot tell the requester in chat: CHAT_USER_ID %q is not a Slack user id\n", DriverName, oneLineForLog(c.user))
+		if !c.validUser(c.user) {
+			fmt.Fprintf(s.Stderr, "%s: cannot tell the requester in chat: CHAT_USER_ID %q is not a user id of the channel's chat\n", DriverName, oneLineForLog(c.user))
 			return
 		}
 		if c.queue.Has("denied") {
@@ -148,7 +160,7 @@ func (s *Stages) announce(ctx context.Context, j *job.Response, d *Decision) {
 			return
 		}
 		c.send(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D(), delivery.Message{
-			Kind: delivery.KindEphemeral, Name: "denied", Channel: c.channel, User: c.user, Text: replies.DeniedText(j.ID, d.Rule, s.trustedJobURL(j)),
+			Kind: delivery.KindEphemeral, Name: "denied", Channel: c.channel, User: c.user, Text: c.render.DeniedText(j.ID, d.Rule, s.trustedJobURL(j)),
 		})
 		return
 	}
@@ -158,7 +170,7 @@ func (s *Stages) announce(ctx context.Context, j *job.Response, d *Decision) {
 		return
 	}
 	c.send(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D(), delivery.Message{
-		Kind: delivery.KindPost, Name: "start", Channel: c.channel, Text: replies.StartText(c.job),
+		Kind: delivery.KindPost, Name: "start", Channel: c.channel, Text: c.render.StartText(c.job),
 	})
 }
 
@@ -190,7 +202,7 @@ func (s *Stages) progress(ctx context.Context, j *job.Response, rec JobRecord, r
 				clean = replies.CleanCutString
 			}
 			last := clean(raw, replies.CleanOptions{Plain: true, Secrets: c.secrets})
-			text := replies.ProgressText(c.job, s.now().Sub(rec.PreparedAt), last)
+			text := c.render.ProgressText(c.job, s.now().Sub(rec.PreparedAt), last)
 			tctx, cancel := context.WithTimeout(ctx, min(every, progressTimeout))
 			_ = c.queue.Progress(tctx, "start", text) // best effort: the next tick tries again
 			cancel()
@@ -218,10 +230,10 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 	haveStart := s.Cfg.Slack.Ack && c.queue.Has("start")
 	var msgs []delivery.Message
 	if haveStart {
-		msgs = append(msgs, delivery.Message{Kind: delivery.KindUpdate, Target: "start", Channel: c.channel, Text: replies.StatusText(c.job, status)})
+		msgs = append(msgs, delivery.Message{Kind: delivery.KindUpdate, Target: "start", Channel: c.channel, Text: c.render.StatusText(c.job, status)})
 	}
 	if s.wantsOutput(j) {
-		out, text, err := s.buildOutput(st, c.secrets, status)
+		out, text, err := s.buildOutput(st, c, status, !haveStart)
 		if err != nil {
 			fmt.Fprintf(s.Stderr, "%s: chat reply: %v\n", DriverName, err)
 		}
@@ -234,7 +246,7 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 		}
 		body := out.Text
 		if !haveStart {
-			body = strings.TrimSpace(replies.StatusText(c.job, status) + "\n" + out.Text)
+			body = strings.TrimSpace(c.render.StatusText(c.job, status) + "\n" + out.Text)
 		}
 		switch {
 		case out.Upload:
@@ -251,7 +263,7 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 		return c, c.close()
 	}
 	msgs[0].Name = finalName
-	if err := c.queue.Enqueue(msgs...); err != nil {
+	if err := c.queue.Enqueue(c.tag(msgs)...); err != nil {
 		// Most likely the disk is full (the job's own output may have filled it): the raw
 		// output goes to make room, and the status alone is queued, saying why.
 		fmt.Fprintf(s.Stderr, "%s: chat reply not queued: %v; queueing its status alone\n", DriverName, err)
@@ -260,12 +272,12 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 		if errors.Is(err, syscall.ENOSPC) {
 			why = "the runner's disk is full"
 		}
-		text := replies.StatusText(c.job, status) + "\n_(the output could not be kept for chat: " + why + ")_"
+		text := c.render.StatusText(c.job, status) + "\n_(the output could not be kept for chat: " + why + ")_"
 		short := delivery.Message{Kind: delivery.KindPost, Name: finalName, Channel: c.channel, Text: text}
 		if haveStart {
 			short = delivery.Message{Kind: delivery.KindUpdate, Name: finalName, Target: "start", Channel: c.channel, Text: text}
 		}
-		if err := c.queue.Enqueue(short); err != nil {
+		if err := c.queue.Enqueue(c.tag([]delivery.Message{short})...); err != nil {
 			return c, fmt.Errorf("chat reply not queued: %w", err)
 		}
 	}
