@@ -71,8 +71,15 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 			return fmt.Errorf("flush: %w", err)
 		}
 	}
+	mm, err := mattermostPoster(cfg)
+	if err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
 	m := stages.Metrics(cfg)
 	ob := delivery.Open(cfg.Executor.StateDir, poster, stages.DeliveryOptions(m, delivery.Options{Budget: *budget}, a.stderr))
+	if mm != nil {
+		ob.Use(delivery.BackendMattermost, mm)
+	}
 	defer stages.WriteMetrics(cfg, m, a.stderr)
 	if *job != "" {
 		if _, err := ob.Job(*job); err != nil {
@@ -273,4 +280,17 @@ func sweepState(ctx context.Context, a *app, cfg *config.Config) error {
 		return failure.WithHint(err, "run flush as the user gitlab-runner runs the executor as: the state is private to it")
 	}
 	return err
+}
+
+// mattermostPoster is the Mattermost client of [mattermost], nil when it is not set. Its
+// messages wait (and are reported waiting) while it is not.
+func mattermostPoster(cfg *config.Config) (delivery.Poster, error) {
+	token, err := cfg.MattermostToken()
+	if err != nil || token == "" {
+		if err != nil {
+			err = fmt.Errorf("mattermost token: %w", err)
+		}
+		return nil, err
+	}
+	return delivery.NewMattermost(token, cfg.Mattermost.URL)
 }

@@ -129,6 +129,7 @@ func (c *chat) send(ctx context.Context, log io.Writer, budget time.Duration, ms
 		fmt.Fprintf(log, "%s: chat reply not queued: %v\n", DriverName, err)
 		return
 	}
+	logNotes(log, rep)
 	if !rep.Clear() {
 		fmt.Fprintf(log, "%s: chat: %s (run '%s flush' to retry)\n", DriverName, rep.String(), DriverName)
 	}
@@ -321,6 +322,7 @@ func (c *chat) deliver(ctx context.Context, log io.Writer, budget time.Duration)
 		fmt.Fprintf(log, "%s: chat: %v\n", DriverName, err)
 		return
 	}
+	logNotes(log, rep)
 	if !rep.Clear() {
 		fmt.Fprintf(log, "%s: chat: %s (run '%s flush' to retry)\n", DriverName, rep.String(), DriverName)
 	}

@@ -212,3 +212,13 @@ func (c *chat) tag(msgs []delivery.Message) []delivery.Message {
 	}
 	return msgs
 }
+
+// logNotes says how messages were delivered when not as asked: a denial that went as a
+// direct message because the bot may not post ephemeral ones, an edit posted anew.
+func logNotes(log io.Writer, rep delivery.Report) {
+	for _, d := range rep.Delivered {
+		if d.Note != "" {
+			fmt.Fprintf(log, "%s: chat: %s %s: %s\n", DriverName, d.Kind, d.Name, d.Note)
+		}
+	}
+}
