@@ -322,3 +322,39 @@ func TestOneRunnerServesSlackAndMattermostAtOnce(t *testing.T) {
 	h.assertClean(910)
 	h.assertClean(911)
 }
+
+// An upgrade onto a host that now serves Mattermost too: the old release's Slack messages
+// (no backend recorded) still go to Slack, exactly once and in order, and a Mattermost
+// job's reply waiting beside them goes to Mattermost, in one flush.
+func TestUpgradeFixtureDeliversBesideMattermost(t *testing.T) {
+	src := upgradeFixtures(t)[0]
+	h := newMMHost(t, allowAll)
+	state := filepath.Join(h.dir, "state")
+	installFixture(t, src, state)
+	jobs := waitingOps(t, state)
+	ids := sortedJobs(jobs)
+	h.mm.Down()
+	h.slack.Down()
+	h.run(context.Background(), emulator.Job{Response: mmResponse(t, 920, nil), Script: []string{chatReply("queued while down")}})
+	h.slack.Up()
+	h.mm.Up()
+	out, err := h.flush()
+	if err != nil || !strings.Contains(out, "outbox is empty") {
+		t.Fatalf("flush: %v\n%s", err, out)
+	}
+	assertDeliveredAsQueued(t, h.slack.Events(), jobs, ids)
+	start := h.roots(1)[0]
+	// Mattermost was down at every stage: the username could not be looked up, so the
+	// reply goes without the mention rather than not at all.
+	if th := h.thread(start.ID); len(th) != 1 || th[0].Message != "```\nqueued while down\n```" || !strings.HasPrefix(start.Message, ":white_check_mark: **deploy**") {
+		t.Errorf("Mattermost:\n%s", h.mm)
+	}
+	for _, e := range h.slack.Events() {
+		if strings.Contains(e.Text, "queued while down") || e.Channel == mmChannel {
+			t.Errorf("the Mattermost reply went to Slack: %+v", e)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(state, "outbox")); len(ents) != 0 {
+		t.Errorf("the outbox keeps %v after delivery", ents)
+	}
+}
