@@ -18,7 +18,7 @@ func runCheck(ctx context.Context, a *app, args []string) error {
 	host := config.ThisHost()
 	fs.StringVar(&host.RunnerConfig, "runner-config", config.DefaultRunnerConfig,
 		"gitlab-runner's config.toml, whose concurrent job_uids must cover")
-	online := fs.Bool("online", false, "also ask Slack and GitLab: token valid with the needed scopes, the policy's channels joined, GitLab reachable, its version and what the token may do")
+	online := fs.Bool("online", false, "also ask Slack, Mattermost and GitLab: tokens valid (with the needed scopes), the policy's channels joined, GitLab reachable, its version and what the token may do")
 	if err := a.parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -1,4 +1,6 @@
-// Package mattermosttest is a fake Mattermost REST API v4 on 127.0.0.1 for tests: it
+// Package mattermostrecorder is a Mattermost REST API v4 on 127.0.0.1 that posts nothing
+// anywhere: for `try` (what a Mattermost job's reply would look like) and, through package
+// mattermosttest, for tests. It
 // records every call, checks the bearer token and the documented limits (a post's message
 // at most 16383 characters, a root_id that is a root post of the same channel, file_ids
 // uploaded to the same channel and not yet attached, the bot a member of the channel),
@@ -18,7 +20,7 @@
 //	posts.thread        GET  /api/v4/posts/{id}/thread
 //
 // The token is never recorded: a Call says whether the right one came.
-package mattermosttest
+package mattermostrecorder
 
 import (
 	"crypto/rand"
@@ -32,7 +34,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 	"unicode/utf8"
 )
@@ -98,7 +99,8 @@ func HTTPError(code int) Fault { return Fault{Status: code} }
 
 // Server is a fake Mattermost. Its methods are safe for concurrent use.
 type Server struct {
-	t     testing.TB
+	// fatal reports a failure to come up again (Up); nil panics.
+	fatal func(format string, args ...any)
 	token string
 	addr  string
 
@@ -116,22 +118,28 @@ type Server struct {
 	clock          int64
 }
 
-// New starts a fake Mattermost that accepts token, closed when the test ends.
-func New(t testing.TB, token string) *Server {
-	t.Helper()
+// Start starts a recording Mattermost on 127.0.0.1 (a free port) that accepts token. Call
+// Close when done.
+func Start(token string) (*Server, error) {
 	if token == "" {
-		t.Fatal("mattermosttest.New: empty token")
+		return nil, errors.New("mattermostrecorder: empty token")
 	}
-	s := &Server{t: t, token: token, faults: map[string][]Fault{}, files: map[string]*File{},
+	s := &Server{token: token, faults: map[string][]Fault{}, files: map[string]*File{},
 		users: map[string]string{BotID: BotName}, members: map[string]map[string]bool{}, clock: time.Now().UnixMilli()}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("mattermostrecorder: %w", err)
 	}
 	s.addr = l.Addr().String()
 	s.serve(l)
-	t.Cleanup(s.Close)
-	return s
+	return s, nil
+}
+
+// SetFatal makes Up report a failure to come up again through fatal instead of panicking.
+func (s *Server) SetFatal(fatal func(format string, args ...any)) {
+	s.mu.Lock()
+	s.fatal = fatal
+	s.mu.Unlock()
 }
 
 // URL is the server's base URL (mattermost.url), the same across Down and Up.
@@ -253,7 +261,10 @@ func (s *Server) Up() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err != nil {
-		s.t.Fatalf("mattermosttest: up again on %s: %v", s.addr, err)
+		if s.fatal == nil {
+			panic(fmt.Sprintf("mattermostrecorder: up again on %s: %v", s.addr, err))
+		}
+		s.fatal("mattermostrecorder: up again on %s: %v", s.addr, err)
 	}
 	s.serve(l)
 }
