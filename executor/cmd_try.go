@@ -197,7 +197,11 @@ func runTry(ctx context.Context, a *app, args []string) error {
 	if input != "" {
 		what += " " + input
 	}
-	fmt.Fprintf(a.stdout, "%s   (as %s, Slack user %s, in #%s; emulated gitlab-runner %s)\n\n", what, *user, *chatUser, *channel, emulator.RunnerVersion)
+	chatName := "Slack"
+	if config.IsMattermostID(*channel) {
+		chatName = "Mattermost"
+	}
+	fmt.Fprintf(a.stdout, "%s   (as %s, %s user %s, in #%s; emulated gitlab-runner %s)\n\n", what, *user, chatName, *chatUser, *channel, emulator.RunnerVersion)
 	start := time.Now()
 	res, err := r.Run(ctx, emulator.Job{Response: response, Script: job.Script, BeforeScript: job.BeforeScript, AfterScript: job.AfterScript})
 	if progress != nil {
