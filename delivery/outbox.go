@@ -36,8 +36,8 @@ type Message struct {
 	// Backend is the chat Channel is in; empty means Slack.
 	Backend Backend
 	User    string // KindEphemeral: the user who sees it (CHAT_USER_ID)
-	// Text is Slack mrkdwn, escaped by the caller; for KindUpload the comment shown with
-	// the file (may be empty).
+	// Text is in the chat's markup (Slack mrkdwn, Mattermost Markdown), escaped by the
+	// caller; for KindUpload the comment shown with the file (may be empty).
 	Text string
 	// ThreadOf names an earlier KindPost to reply under (KindPost, KindUpload).
 	ThreadOf string

@@ -358,3 +358,60 @@ func TestUpgradeFixtureDeliversBesideMattermost(t *testing.T) {
 		t.Errorf("the outbox keeps %v after delivery", ents)
 	}
 }
+
+func TestMattermostProgressEditsStartPost(t *testing.T) {
+	h := newMMHost(t, allowAll+"[slack]\nprogress_interval = \"300ms\"\n")
+	h.run(context.Background(), emulator.Job{
+		Response: mmResponse(t, 930, nil),
+		Script:   []string{"for i in 1 2 3 4 5 6 7 8; do echo step $i; sleep 0.25; done"},
+	})
+	start := h.roots(1)[0]
+	if start.Edits < 3 || !strings.HasPrefix(start.Message, ":white_check_mark: @alice") {
+		t.Errorf("%d edits, final %q; want progress edits then the status", start.Edits, start.Message)
+	}
+	var progress int
+	for _, c := range h.mm.Calls("posts.patch") {
+		if strings.Contains(c.Body, "running for") && strings.Contains(c.Body, `\n\u003e step `) {
+			progress++
+		}
+	}
+	if progress < 2 {
+		t.Errorf("%d progress edits with the last line", progress)
+	}
+	if n := len(h.mm.Calls("users.get")); n != 1 {
+		t.Errorf("the username was looked up %d times, want once for the whole job", n)
+	}
+}
+
+// The token file is the executor's: a job that goes looking for it finds nothing, and
+// nothing of it reaches the job log or Mattermost.
+func TestMattermostTokenUnreachableFromJob(t *testing.T) {
+	h := newMMHost(t, allowAll)
+	data, err := os.ReadFile(h.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokenFile string
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "token_file = "); ok {
+			tokenFile = strings.Trim(v, `"`)
+		}
+	}
+	res := h.run(context.Background(), emulator.Job{
+		Response: mmResponse(t, 931, nil),
+		Script: []string{
+			`cat ` + tokenFile + ` || echo "no token file"`,
+			`cat ` + h.config + ` || echo "no config"`,
+			`env | grep -i mattermost || echo "no env"`,
+			// Split, so that the echoed command line does not carry the token itself.
+			`grep -rl "` + mmToken[:10] + `""` + mmToken[10:] + `" /proc/*/environ 2>/dev/null | head -1 || true`,
+		},
+	})
+	if bytes.Contains(res.Trace, []byte(mmToken)) || bytes.Contains(res.RawTrace, []byte(mmToken)) {
+		t.Fatalf("the job read the Mattermost token:\n%s", res.RawTrace)
+	}
+	if !bytes.Contains(res.RawTrace, []byte("no token file")) {
+		t.Errorf("the job could read the token file:\n%s", res.RawTrace)
+	}
+	h.assertMMClean()
+}
