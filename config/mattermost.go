@@ -7,9 +7,9 @@ import (
 )
 
 // Mattermost configures replies to chat jobs started from Mattermost slash commands. Which
-// chat a job came from is told by the shape of its CHAT_CHANNEL (see delivery.BackendOf);
-// the reply behaviour keys of [slack] (reply, reply_window, ack, progress_interval, thread
-// and the budgets) apply to both chats. Only the limits differ, and so have keys here.
+// chat a job came from is told by the shape of its CHAT_CHANNEL (see delivery.BackendOf).
+// The reply keys of [slack] that apply to any chat (reply, reply_window, ack,
+// progress_interval, thread and the budgets) may be set here too; unset, [slack]'s hold.
 type Mattermost struct {
 	// URL is the Mattermost server, e.g. "https://chat.example.com" (the API is under
 	// /api/v4).
@@ -20,6 +20,44 @@ type Mattermost struct {
 	// InlineLimit is the longest output shown in the post itself, in characters; longer
 	// output is attached as a file. At most Mattermost's post limit.
 	InlineLimit int `toml:"inline_limit"`
+
+	// Unset (nil): the [slack] key of the same name.
+	Reply            *string   `toml:"reply"`
+	ReplyWindow      *Duration `toml:"reply_window"`
+	Ack              *bool     `toml:"ack"`
+	ProgressInterval *Duration `toml:"progress_interval"`
+	Thread           *bool     `toml:"thread"`
+	PrepareBudget    *Duration `toml:"prepare_budget"`
+	CleanupBudget    *Duration `toml:"cleanup_budget"`
+	FlushBudget      *Duration `toml:"flush_budget"`
+}
+
+// MattermostReplies is how replies to Mattermost jobs behave: [slack]'s reply keys, with
+// those [mattermost] sets instead, and Mattermost's inline_limit. Its token_file, api_url
+// and rate_share are Slack's and mean nothing for Mattermost.
+func (c *Config) MattermostReplies() Slack {
+	r, m := c.Slack, c.Mattermost
+	set := func(dst *Duration, src *Duration) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	if m.Reply != nil {
+		r.Reply = *m.Reply
+	}
+	if m.Ack != nil {
+		r.Ack = *m.Ack
+	}
+	if m.Thread != nil {
+		r.Thread = *m.Thread
+	}
+	set(&r.ReplyWindow, m.ReplyWindow)
+	set(&r.ProgressInterval, m.ProgressInterval)
+	set(&r.PrepareBudget, m.PrepareBudget)
+	set(&r.CleanupBudget, m.CleanupBudget)
+	set(&r.FlushBudget, m.FlushBudget)
+	r.InlineLimit = m.InlineLimit
+	return r
 }
 
 // MattermostMaxRunes is Mattermost's limit on a post's message.
@@ -60,6 +98,14 @@ func (c *Config) validateMattermost(add func(key, format string, args ...any)) {
 	if (m.URL == "") != (m.TokenFile == "") {
 		add("mattermost", "url and token_file go together: set both for Mattermost replies, or neither")
 	}
+	// The reply keys set here, checked as [slack]'s are.
+	probe := Config{Slack: c.MattermostReplies()}
+	probe.Slack.APIURL, probe.Slack.InlineLimit, probe.Slack.RateShare = "https://x/", 100, 0
+	for _, p := range probe.validateSlack() {
+		if k, ok := strings.CutPrefix(p.Key, "slack."); ok && c.mattermostSets(k) {
+			add("mattermost."+k, "%s", p.Msg)
+		}
+	}
 	if m.InlineLimit < 100 || m.InlineLimit > MattermostMaxRunes {
 		add("mattermost.inline_limit", "must be between 100 and %d characters (Mattermost's post limit), got %d", MattermostMaxRunes, m.InlineLimit)
 	}
@@ -83,4 +129,24 @@ func (c *Config) checkMattermostFiles(add func(key, format string, args ...any))
 	case !mattermostIDRe.MatchString(tok):
 		add("mattermost.token_file", "%s does not hold a Mattermost access token (26 lower-case letters and digits, from System Console > Integrations > Bot Accounts > Create New Token)", p)
 	}
+}
+
+// mattermostSets reports whether [mattermost] sets the reply key k itself.
+func (c *Config) mattermostSets(k string) bool {
+	m := c.Mattermost
+	switch k {
+	case "reply":
+		return m.Reply != nil
+	case "reply_window":
+		return m.ReplyWindow != nil
+	case "progress_interval":
+		return m.ProgressInterval != nil
+	case "prepare_budget":
+		return m.PrepareBudget != nil
+	case "cleanup_budget":
+		return m.CleanupBudget != nil
+	case "flush_budget":
+		return m.FlushBudget != nil
+	}
+	return false
 }

@@ -101,3 +101,31 @@ func TestPolicyMayNameMattermostIDs(t *testing.T) {
 		t.Errorf("%s", all)
 	}
 }
+
+// The reply keys [mattermost] sets hold for Mattermost; the others are [slack]'s.
+func TestMattermostReplyKeys(t *testing.T) {
+	cfg, err := Parse("c.toml", []byte("[executor]\n[slack]\nreply = \"after-window\"\nack = false\nthread = false\n"+
+		"[mattermost]\nurl = \"https://c\"\ntoken_file = \"/t\"\nack = true\nprogress_interval = \"10s\"\ncleanup_budget = \"20s\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.MattermostReplies()
+	if !r.Ack || r.ProgressInterval.D() != 10*1e9 || r.CleanupBudget.D() != 20*1e9 || r.Reply != "after-window" || r.Thread || r.InlineLimit != MattermostMaxRunes {
+		t.Errorf("%+v", r)
+	}
+	if cfg.Slack.Ack || cfg.Slack.ProgressInterval.D() == 10*1e9 {
+		t.Errorf("[mattermost] changed [slack]: %+v", cfg.Slack)
+	}
+	for toml, want := range map[string]string{
+		"reply = \"sometimes\"\n":   "mattermost.reply: must be",
+		"cleanup_budget = \"0s\"\n": "mattermost.cleanup_budget: must be positive",
+		"ack = \"yes\"\n":           "mattermost.ack",
+		"progress_interval = 10\n":  "mattermost.progress_interval",
+		"reply_window = \"-1m\"\n":  "mattermost.reply_window: must be positive",
+	} {
+		got := problemsOf(t, "[mattermost]\nurl = \"https://c\"\ntoken_file = \"/t\"\n"+toml)
+		if !strings.Contains(got, want) || strings.Contains(got, "slack.") {
+			t.Errorf("%q: %q, want %q", toml, got, want)
+		}
+	}
+}

@@ -34,6 +34,12 @@ type mmHost struct {
 
 func newMMHost(t *testing.T, extraConfig string) *mmHost {
 	t.Helper()
+	return newMMHostWith(t, extraConfig, "")
+}
+
+// newMMHostWith is newMMHost with more keys in [mattermost].
+func newMMHostWith(t *testing.T, extraConfig, mmKeys string) *mmHost {
+	t.Helper()
 	mm := mattermosttest.New(t, mmToken)
 	mm.AddChannel(mmChannel)
 	mm.AddUser(mmUser, "alice")
@@ -41,7 +47,7 @@ func newMMHost(t *testing.T, extraConfig string) *mmHost {
 	if err := os.WriteFile(tokenFile, []byte(mmToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := newHost(t, extraConfig+fmt.Sprintf("[mattermost]\nurl = %q\ntoken_file = %q\n", mm.URL(), tokenFile))
+	h := newHost(t, extraConfig+fmt.Sprintf("[mattermost]\nurl = %q\ntoken_file = %q\n%s", mm.URL(), tokenFile, mmKeys))
 	return &mmHost{host: h, mm: mm}
 }
 
@@ -414,4 +420,21 @@ func TestMattermostTokenUnreachableFromJob(t *testing.T) {
 		t.Errorf("the job could read the token file:\n%s", res.RawTrace)
 	}
 	h.assertMMClean()
+}
+
+// [mattermost] may set the reply keys of [slack] for its own jobs: here no start message
+// for Mattermost, while Slack's jobs keep theirs.
+func TestMattermostReplyKeysOverrideSlacks(t *testing.T) {
+	h := newMMHostWith(t, allowAll, "ack = false\n")
+	h.run(context.Background(), emulator.Job{Response: mmResponse(t, 940, nil), Script: []string{chatReply("one post")}})
+	h.run(context.Background(), emulator.Job{Response: response(t, 941, nil), Script: []string{chatReply("two messages")}})
+	posts := h.mm.Posts(mmChannel)
+	if len(posts) != 1 || posts[0].Edits != 0 || !strings.HasPrefix(posts[0].Message, ":white_check_mark: @alice **deploy**") ||
+		!strings.HasSuffix(posts[0].Message, "\n```\none post\n```") {
+		t.Errorf("Mattermost, ack off:\n%s", h.mm)
+	}
+	start := channel(t, h.slack, 1)[0]
+	if th := h.slack.Thread("C0123ABCD", start.TS); len(th) != 1 || len(start.History) != 2 {
+		t.Errorf("Slack, ack on:\n%s", h.slack)
+	}
 }

@@ -58,8 +58,8 @@ func (s *Stages) captureNeeds(j *job.Response, stage string) CaptureNeeds {
 		return CaptureNeeds{}
 	}
 	return CaptureNeeds{
-		Reply:    capturesReply(stage) && s.Cfg.Slack.Reply != "never",
-		Progress: IsUserScript(stage) && s.Cfg.Slack.Ack && s.Cfg.Slack.ProgressInterval.D() > 0,
+		Reply:    capturesReply(stage) && s.replyCfg(j).Reply != "never",
+		Progress: IsUserScript(stage) && s.replyCfg(j).Ack && s.replyCfg(j).ProgressInterval.D() > 0,
 	}
 }
 

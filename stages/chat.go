@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/delivery"
 	"github.com/chatops-executor/chatops-executor/job"
 	"github.com/chatops-executor/chatops-executor/replies"
@@ -40,6 +41,8 @@ type chat struct {
 	render      renderer
 	inlineLimit int
 	validUser   func(string) bool
+	// cfg is how replies behave in this chat: [slack]'s keys, or [mattermost]'s over them.
+	cfg config.Slack
 }
 
 // openChat opens the job's chat, or returns nil (with the reason in the log) when replies
@@ -88,6 +91,7 @@ func (s *Stages) newChat(j *job.Response, ob *delivery.Outbox, log io.Writer) *c
 	return &chat{
 		outbox: ob, queue: q, channel: c.Channel, user: c.UserID, secrets: secrets,
 		backend: delivery.BackendSlack, render: slackMrkdwn{}, inlineLimit: s.Cfg.Slack.InlineLimit, validUser: k.validUser,
+		cfg: s.replyCfg(j),
 		job: replies.Job{
 			ID: j.ID, Name: j.Info.Name, Project: j.ProjectPath(), URL: s.jobURL(j),
 			ChatUser: c.UserID, Input: c.Input, Secrets: secrets,
@@ -140,7 +144,7 @@ func (c *chat) send(ctx context.Context, log io.Writer, budget time.Duration, ms
 // a verified chat job chose CHAT_USER_ID and CHAT_CHANNEL itself.
 func (s *Stages) announce(ctx context.Context, j *job.Response, d *Decision) {
 	denied := d != nil
-	if !denied && !s.Cfg.Slack.Ack {
+	if !denied && !s.replyCfg(j).Ack {
 		return
 	}
 	if denied && !d.TellRequester {
@@ -157,20 +161,20 @@ func (s *Stages) announce(ctx context.Context, j *job.Response, d *Decision) {
 			return
 		}
 		if c.queue.Has("denied") {
-			c.deliver(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D())
+			c.deliver(ctx, s.Stderr, c.cfg.PrepareBudget.D())
 			return
 		}
-		c.send(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D(), delivery.Message{
+		c.send(ctx, s.Stderr, c.cfg.PrepareBudget.D(), delivery.Message{
 			Kind: delivery.KindEphemeral, Name: "denied", Channel: c.channel, User: c.user, Text: c.render.DeniedText(j.ID, d.Rule, s.trustedJobURL(j)),
 		})
 		return
 	}
 	if c.queue.Has("start") {
 		// A retried prepare: the first attempt queued it; deliver what may still wait.
-		c.deliver(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D())
+		c.deliver(ctx, s.Stderr, c.cfg.PrepareBudget.D())
 		return
 	}
-	c.send(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D(), delivery.Message{
+	c.send(ctx, s.Stderr, c.cfg.PrepareBudget.D(), delivery.Message{
 		Kind: delivery.KindPost, Name: "start", Channel: c.channel, Text: c.render.StartText(c.job),
 	})
 }
@@ -181,8 +185,8 @@ const progressTimeout = 5 * time.Second
 // progress edits the start message every progress_interval while a user-script stage
 // runs, until ctx ends (the stage is over; an edit in flight is abandoned).
 func (s *Stages) progress(ctx context.Context, j *job.Response, rec JobRecord, rc *ReplyCapture) {
-	every := s.Cfg.Slack.ProgressInterval.D()
-	if every <= 0 || !s.Cfg.Slack.Ack {
+	every := s.replyCfg(j).ProgressInterval.D()
+	if every <= 0 || !s.replyCfg(j).Ack {
 		return
 	}
 	c := s.openChat(j, io.Discard)
@@ -228,7 +232,7 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 		// The requester was told in prepare, or the reply is already queued.
 		return c, c.close()
 	}
-	haveStart := s.Cfg.Slack.Ack && c.queue.Has("start")
+	haveStart := c.cfg.Ack && c.queue.Has("start")
 	var msgs []delivery.Message
 	if haveStart {
 		msgs = append(msgs, delivery.Message{Kind: delivery.KindUpdate, Target: "start", Channel: c.channel, Text: c.render.StatusText(c.job, status)})
@@ -242,7 +246,7 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 			defer text.Close()
 		}
 		thread := ""
-		if haveStart && s.Cfg.Slack.Thread {
+		if haveStart && c.cfg.Thread {
 			thread = "start"
 		}
 		body := out.Text
@@ -296,13 +300,13 @@ func (c *chat) close() error {
 
 // deliverReply sends what the job's queue holds within cleanup's budget.
 func (s *Stages) deliverReply(ctx context.Context, c *chat) {
-	c.deliver(ctx, s.Stderr, s.Cfg.Slack.CleanupBudget.D())
+	c.deliver(ctx, s.Stderr, c.cfg.CleanupBudget.D())
 }
 
 // flushOthers delivers what other jobs left waiting, within slack.flush_budget: Slack is
 // evidently up.
 func (s *Stages) flushOthers(ctx context.Context, j *job.Response, c *chat) {
-	fb := s.Cfg.Slack.FlushBudget.D()
+	fb := c.cfg.FlushBudget.D()
 	reps, err := c.outbox.Flush(ctx, delivery.FlushOptions{Skip: j.IDString(), JobBudget: fb / 2, Total: fb})
 	if err != nil {
 		fmt.Fprintf(s.Stderr, "%s: chat: flushing the outbox: %v\n", DriverName, err)
@@ -333,7 +337,8 @@ func (c *chat) deliver(ctx context.Context, log io.Writer, budget time.Duration)
 // slash command created the pipeline. When the creation time is unknown, we reply: a
 // duplicate is better than silence.
 func (s *Stages) wantsOutput(j *job.Response) bool {
-	switch s.Cfg.Slack.Reply {
+	rc := s.replyCfg(j)
+	switch rc.Reply {
 	case "never":
 		return false
 	case "after-window":
@@ -341,7 +346,7 @@ func (s *Stages) wantsOutput(j *job.Response) bool {
 		if err != nil {
 			return true
 		}
-		return s.now().Sub(created) > s.Cfg.Slack.ReplyWindow.D()
+		return s.now().Sub(created) > rc.ReplyWindow.D()
 	default:
 		return true
 	}

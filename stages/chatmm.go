@@ -125,7 +125,7 @@ func (s *Stages) openMattermost(j *job.Response, log io.Writer) *chat {
 	if c == nil {
 		return nil
 	}
-	c.backend, c.inlineLimit = delivery.BackendMattermost, s.Cfg.Mattermost.InlineLimit
+	c.backend, c.inlineLimit = delivery.BackendMattermost, c.cfg.InlineLimit
 	c.render = replies.Markdown{Username: s.mattermostUsername(j, p, log)}
 	return c
 }
@@ -221,4 +221,13 @@ func logNotes(log io.Writer, rep delivery.Report) {
 			fmt.Fprintf(log, "%s: chat: %s %s: %s\n", DriverName, d.Kind, d.Name, d.Note)
 		}
 	}
+}
+
+// replyCfg is how replies behave for the job's chat: [slack]'s reply keys, or for a
+// Mattermost job those with [mattermost]'s over them.
+func (s *Stages) replyCfg(j *job.Response) config.Slack {
+	if k, ok := kindOf(j.Chat().Channel); ok && k.backend == delivery.BackendMattermost {
+		return s.Cfg.MattermostReplies()
+	}
+	return s.Cfg.Slack
 }
