@@ -341,3 +341,58 @@ func TestBackendOf(t *testing.T) {
 		}
 	}
 }
+
+// A sender killed between "in flight" and Mattermost's answer: the channel settles it, as
+// for Slack — found, done with its post id and not sent again; absent, sent.
+func TestMattermostInFlightPostSettledByTheChannel(t *testing.T) {
+	for _, arrived := range []bool{true, false} {
+		r := newMMRig(t)
+		j := r.job(t, "207")
+		ctx := context.Background()
+		if _, err := j.Send(ctx, 0, mmMsg(Message{Kind: KindPost, Name: "start", Text: "started"})); err != nil {
+			t.Fatal(err)
+		}
+		root := r.f.Posts(mmChannel)[0].ID
+		r.f.Down()
+		if _, err := j.Send(ctx, 0, mmMsg(Message{Kind: KindPost, Name: "final", ThreadOf: "start", Text: "the reply"})); err != nil {
+			t.Fatal(err)
+		}
+		r.f.Up()
+		if arrived {
+			if _, err := r.p.PostMessage(ctx, mmChannel, root, "the reply"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		setState(t, j, 2, StateInFlight)
+		rep, err := j.Deliver(ctx, 0)
+		if err != nil || !rep.Clear() || len(rep.Delivered) != 1 {
+			t.Fatalf("arrived %v: %+v %v", arrived, rep, err)
+		}
+		n := 0
+		for _, p := range r.f.Posts(mmChannel) {
+			if p.Message == "the reply" && p.RootID == root {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("arrived %v: the reply is in the thread %d times, want once:\n%s", arrived, n, r.f)
+		}
+	}
+}
+
+// A Mattermost message in an outbox opened without a Mattermost Poster waits: it is never
+// handed to Slack's.
+func TestMattermostMessageWaitsWithoutItsPoster(t *testing.T) {
+	r := newRig(t)
+	j := r.job(t, "208")
+	rep, err := j.Send(context.Background(), 0, mmMsg(Message{Kind: KindPost, Text: "for Mattermost"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Waiting) != 1 || len(r.f.Events()) != 0 {
+		t.Fatalf("want it waiting and nothing at Slack: %s, %+v", rep, r.f.Events())
+	}
+	if err := j.Enqueue(Message{Kind: KindPost, Channel: "C1", Backend: "irc", Text: "x"}); err == nil {
+		t.Error("queued a message for an unknown backend")
+	}
+}
