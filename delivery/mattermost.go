@@ -59,6 +59,9 @@ func NewMattermost(token, serverURL string, opts ...SlackOption) (*Mattermost, e
 	return &Mattermost{base: base, token: token, client: &client, names: map[string]string{}}, nil
 }
 
+// Error.Method for Mattermost is "mattermost." and the call's name ("mattermost.posts.create"):
+// a log, a report and the rate-limit metric tell it from a Slack Web API method.
+
 // mmPost is the part of Mattermost's Post model the executor writes and reads.
 type mmPost struct {
 	ID        string   `json:"id,omitempty"`
@@ -74,7 +77,7 @@ type mmPost struct {
 // PostMessage implements Poster: POST /api/v4/posts, threaded with root_id.
 func (m *Mattermost) PostMessage(ctx context.Context, channel, threadTS, text string) (string, error) {
 	var p mmPost
-	err := m.call(ctx, "POST", "/posts", "posts.create", mmPost{ChannelID: channel, RootID: threadTS, Message: text}, &p)
+	err := m.call(ctx, "POST", "/posts", "mattermost.posts.create", mmPost{ChannelID: channel, RootID: threadTS, Message: text}, &p)
 	if err != nil {
 		return "", err
 	}
@@ -85,9 +88,9 @@ func (m *Mattermost) PostMessage(ctx context.Context, channel, threadTS, text st
 // message and so may be repeated.
 func (m *Mattermost) UpdateMessage(ctx context.Context, channel, ts, text string) error {
 	if !mattermostChannelRe.MatchString(ts) {
-		return errorf("posts.patch", Permanent, "post id %q is not a Mattermost id", ts)
+		return errorf("mattermost.posts.patch", Permanent, "post id %q is not a Mattermost id", ts)
 	}
-	return m.call(ctx, "PUT", "/posts/"+ts+"/patch", "posts.patch", map[string]string{"message": text}, nil)
+	return m.call(ctx, "PUT", "/posts/"+ts+"/patch", "mattermost.posts.patch", map[string]string{"message": text}, nil)
 }
 
 // EphemeralRefused is how the outbox learns that PostEphemeral fell back to a direct
@@ -107,10 +110,10 @@ func (m *Mattermost) PostEphemeral(ctx context.Context, channel, user, text stri
 // duplicate.
 func (m *Mattermost) PostEphemeralNote(ctx context.Context, channel, user, text string) (string, error) {
 	if !mattermostChannelRe.MatchString(user) {
-		return "", errorf("posts.ephemeral", Permanent, "user id %q is not a Mattermost id", user)
+		return "", errorf("mattermost.posts.ephemeral", Permanent, "user id %q is not a Mattermost id", user)
 	}
 	body := map[string]any{"user_id": user, "post": mmPost{ChannelID: channel, Message: text}}
-	err := m.call(ctx, "POST", "/posts/ephemeral", "posts.ephemeral", body, nil)
+	err := m.call(ctx, "POST", "/posts/ephemeral", "mattermost.posts.ephemeral", body, nil)
 	var e *Error
 	if err == nil || !errors.As(err, &e) || e.Code != "http_403" {
 		return "", err
@@ -123,11 +126,11 @@ func (m *Mattermost) PostEphemeralNote(ctx context.Context, channel, user, text 
 		ID string `json:"id"`
 	}
 	// Creating the direct channel returns the existing one: safe to repeat.
-	if err := m.call(ctx, "POST", "/channels/direct", "channels.direct", []string{bot, user}, &dm); err != nil {
+	if err := m.call(ctx, "POST", "/channels/direct", "mattermost.channels.direct", []string{bot, user}, &dm); err != nil {
 		return "", notShared(err)
 	}
 	dmText := text + "\n\n_(Sent as a direct message: this bot may not post messages only you can see in that channel.)_"
-	if err := m.call(ctx, "POST", "/posts", "posts.create", mmPost{ChannelID: dm.ID, Message: dmText}, nil); err != nil {
+	if err := m.call(ctx, "POST", "/posts", "mattermost.posts.create", mmPost{ChannelID: dm.ID, Message: dmText}, nil); err != nil {
 		return "", err
 	}
 	return EphemeralRefused, nil
@@ -162,9 +165,9 @@ type MattermostUser struct {
 // it to tell a valid token from a revoked one.
 func (m *Mattermost) Me(ctx context.Context) (MattermostUser, error) {
 	var u MattermostUser
-	err := m.call(ctx, "GET", "/users/me", "users.me", nil, &u)
+	err := m.call(ctx, "GET", "/users/me", "mattermost.users.me", nil, &u)
 	if err == nil && !mattermostChannelRe.MatchString(u.ID) {
-		err = errorf("users.me", Permanent, "the server named no valid user id for the token")
+		err = errorf("mattermost.users.me", Permanent, "the server named no valid user id for the token")
 	}
 	return u, err
 }
@@ -177,7 +180,7 @@ var usernameRe = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,63}$`)
 // for usernames, so it can be written after an @ as it is.
 func (m *Mattermost) Username(ctx context.Context, id string) (string, error) {
 	if !mattermostChannelRe.MatchString(id) {
-		return "", errorf("users.get", Permanent, "user id %q is not a Mattermost id", id)
+		return "", errorf("mattermost.users.get", Permanent, "user id %q is not a Mattermost id", id)
 	}
 	m.mu.Lock()
 	name, ok := m.names[id]
@@ -186,11 +189,11 @@ func (m *Mattermost) Username(ctx context.Context, id string) (string, error) {
 		return name, nil
 	}
 	var u MattermostUser
-	if err := m.call(ctx, "GET", "/users/"+id, "users.get", nil, &u); err != nil {
+	if err := m.call(ctx, "GET", "/users/"+id, "mattermost.users.get", nil, &u); err != nil {
 		return "", err
 	}
 	if !usernameRe.MatchString(u.Username) {
-		return "", errorf("users.get", Permanent, "the server gave user %s a username that is not one: %q", id, u.Username)
+		return "", errorf("mattermost.users.get", Permanent, "the server gave user %s a username that is not one: %q", id, u.Username)
 	}
 	m.mu.Lock()
 	m.names[id] = u.Username
@@ -203,9 +206,9 @@ func (m *Mattermost) Username(ctx context.Context, id string) (string, error) {
 // policy names. A 404 means not a member, or no such channel the bot can see.
 func (m *Mattermost) ChannelMember(ctx context.Context, channel string) (bool, error) {
 	if !mattermostChannelRe.MatchString(channel) {
-		return false, errorf("channels.members.me", Permanent, "channel id %q is not a Mattermost id", channel)
+		return false, errorf("mattermost.channels.members.me", Permanent, "channel id %q is not a Mattermost id", channel)
 	}
-	err := m.call(ctx, "GET", "/channels/"+channel+"/members/me", "channels.members.me", nil, nil)
+	err := m.call(ctx, "GET", "/channels/"+channel+"/members/me", "mattermost.channels.members.me", nil, nil)
 	var e *Error
 	if errors.As(err, &e) && e.Code == "http_404" {
 		return false, nil
@@ -218,10 +221,10 @@ func (m *Mattermost) ChannelMember(ctx context.Context, channel string) (bool, e
 // the first call may be repeated.
 func (m *Mattermost) UploadFile(ctx context.Context, f FileUpload) error {
 	if f.Filename == "" {
-		return errorf("files.upload", Permanent, "file upload needs a file name")
+		return errorf("mattermost.files.upload", Permanent, "file upload needs a file name")
 	}
 	if f.Size <= 0 {
-		return errorf("files.upload", Permanent, "file upload of an empty file")
+		return errorf("mattermost.files.upload", Permanent, "file upload of an empty file")
 	}
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
@@ -243,19 +246,19 @@ func (m *Mattermost) UploadFile(ctx context.Context, f FileUpload) error {
 			ID string `json:"id"`
 		} `json:"file_infos"`
 	}
-	err := m.do(ctx, "POST", "/files", "files.upload", mw.FormDataContentType(), pr, &up)
+	err := m.do(ctx, "POST", "/files", "mattermost.files.upload", mw.FormDataContentType(), pr, &up)
 	pr.Close()
 	if err != nil {
 		return notShared(err)
 	}
 	if len(up.FileInfos) != 1 || up.FileInfos[0].ID == "" {
-		return notShared(errorf("files.upload", Uncertain, "the server named %d files for one upload", len(up.FileInfos)))
+		return notShared(errorf("mattermost.files.upload", Uncertain, "the server named %d files for one upload", len(up.FileInfos)))
 	}
 	text := f.Comment
 	if text == "" {
 		text = f.Title
 	}
-	return m.call(ctx, "POST", "/posts", "posts.create",
+	return m.call(ctx, "POST", "/posts", "mattermost.posts.create",
 		mmPost{ChannelID: f.Channel, RootID: f.ThreadTS, Message: text, FileIDs: []string{up.FileInfos[0].ID}}, nil)
 }
 
@@ -272,9 +275,9 @@ func (m *Mattermost) FindPost(ctx context.Context, channel, threadTS, text strin
 		Posts map[string]mmPost `json:"posts"`
 	}
 	path := "/channels/" + channel + "/posts?since=" + strconv.FormatInt(since.Add(-time.Minute).UnixMilli(), 10)
-	method := "posts.since"
+	method := "mattermost.posts.since"
 	if threadTS != "" {
-		path, method = "/posts/"+threadTS+"/thread", "posts.thread"
+		path, method = "/posts/"+threadTS+"/thread", "mattermost.posts.thread"
 	}
 	if err := m.call(ctx, "GET", path, method, nil, &list); err != nil {
 		return "", false, err

@@ -256,7 +256,8 @@ func TestMattermostDownThenFlushDeliversOnce(t *testing.T) {
 }
 
 func TestMattermostRateLimitWaitsForReset(t *testing.T) {
-	h := newMMHost(t, allowAll)
+	prom := filepath.Join(t.TempDir(), "chatops.prom")
+	h := newMMHost(t, allowAll+fmt.Sprintf("[metrics]\ntextfile = %q\n", prom))
 	h.mm.Fail("posts.create", mattermosttest.RateLimited(1))
 	h.run(context.Background(), emulator.Job{Response: mmResponse(t, 907, nil), Script: []string{chatReply("ok")}})
 	calls := h.mm.Calls("posts.create")
@@ -269,6 +270,12 @@ func TestMattermostRateLimitWaitsForReset(t *testing.T) {
 	start := h.roots(1)[0]
 	if th := h.thread(start.ID); len(th) != 1 {
 		t.Errorf("reply:\n%s", h.mm)
+	}
+	// Counted as Mattermost's, not Slack's.
+	data, _ := os.ReadFile(prom)
+	if !strings.Contains(string(data), `chatops_executor_mattermost_rate_limited_total{method="posts.create"} 1`) ||
+		strings.Contains(string(data), "chatops_executor_slack_rate_limited_total{") {
+		t.Errorf("metrics:\n%s", data)
 	}
 }
 
@@ -436,5 +443,23 @@ func TestMattermostReplyKeysOverrideSlacks(t *testing.T) {
 	start := channel(t, h.slack, 1)[0]
 	if th := h.slack.Thread("C0123ABCD", start.TS); len(th) != 1 || len(start.History) != 2 {
 		t.Errorf("Slack, ack on:\n%s", h.slack)
+	}
+}
+
+// Without a start message the status line shares the post with the output, and Mattermost
+// refuses a post over 16383 characters rather than cutting it: output that fits alone but
+// not beside the status goes as a file.
+func TestMattermostStatusCountsAgainstThePostLimit(t *testing.T) {
+	h := newMMHostWith(t, allowAll, "ack = false\n")
+	h.run(context.Background(), emulator.Job{
+		Response: mmResponse(t, 942, nil),
+		Script:   []string{chatReply(`$(seq -f 'row %05g of the report' 1 680)`)}, // 16328 characters fenced
+	})
+	posts := h.mm.Posts(mmChannel)
+	if len(posts) != 1 || len(posts[0].Files) != 1 || !strings.HasPrefix(posts[0].Message, ":white_check_mark: @alice") {
+		t.Fatalf("want one post with the status, a preview and the file:\n%s", h.mm)
+	}
+	if n := utf8.RuneCountInString(posts[0].Message); n > mattermosttest.MaxMessageRunes {
+		t.Errorf("post of %d characters", n)
 	}
 }

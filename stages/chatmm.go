@@ -126,7 +126,8 @@ func (s *Stages) openMattermost(j *job.Response, log io.Writer) *chat {
 		return nil
 	}
 	c.backend, c.inlineLimit = delivery.BackendMattermost, c.cfg.InlineLimit
-	c.render = replies.Markdown{Username: s.mattermostUsername(j, p, log)}
+	// The lookup waits no longer than prepare may for its start message.
+	c.render = replies.Markdown{Username: s.mattermostUsername(j, p, log, c.cfg.PrepareBudget.D())}
 	return c
 }
 
@@ -137,7 +138,7 @@ const usernameFile = "chat-username"
 // mattermostUsername is the requester's username for the @mention: from the job's state,
 // else asked of Mattermost (GET /api/v4/users/{id}) and kept there. "" (no mention) when
 // CHAT_USER_ID is not a user id or Mattermost cannot say: the reply goes out without it.
-func (s *Stages) mattermostUsername(j *job.Response, p MattermostPoster, log io.Writer) string {
+func (s *Stages) mattermostUsername(j *job.Response, p MattermostPoster, log io.Writer, timeout time.Duration) string {
 	id := j.Chat().UserID
 	if !config.IsMattermostID(id) {
 		return ""
@@ -148,7 +149,7 @@ func (s *Stages) mattermostUsername(j *job.Response, p MattermostPoster, log io.
 			return name
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	name, err := p.Username(ctx, id)
 	if err != nil {
