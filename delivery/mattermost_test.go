@@ -396,3 +396,18 @@ func TestMattermostMessageWaitsWithoutItsPoster(t *testing.T) {
 		t.Error("queued a message for an unknown backend")
 	}
 }
+
+// A file larger than the server accepts: the preview is posted, saying why the file is not.
+func TestMattermostFileTooLargeStillPostsThePreview(t *testing.T) {
+	r := newMMRig(t)
+	r.f.SetMaxFileSize(10)
+	rep, err := r.job(t, "209").Send(context.Background(), 0, mmMsg(Message{Kind: KindUpload, Text: "preview", Filename: "out.txt",
+		Content: strings.NewReader("more than ten bytes of output\n")}))
+	if err != nil || !rep.Clear() {
+		t.Fatalf("%v %s", err, rep)
+	}
+	p := r.f.Posts(mmChannel)
+	if len(p) != 1 || len(p[0].Files) != 0 || !strings.HasPrefix(p[0].Message, "preview\n") || !strings.Contains(p[0].Message, "30 bytes it is larger than") {
+		t.Fatalf("%+v", p)
+	}
+}

@@ -115,6 +115,7 @@ type Server struct {
 	users          map[string]string          // id → username
 	members        map[string]map[string]bool // channel → user ids
 	allowEphemeral bool
+	maxFileSize    int
 	clock          int64
 }
 
@@ -164,6 +165,13 @@ func (s *Server) AddUser(id, username string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.users[id] = username
+}
+
+// SetMaxFileSize sets the largest file the server accepts (MaxFileSize by default).
+func (s *Server) SetMaxFileSize(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxFileSize = n
 }
 
 // AllowEphemeral gives the bot the create_post_ephemeral permission.
@@ -487,7 +495,7 @@ func (s *Server) act(name, id string, body []byte, upload *File, r *http.Request
 		if !s.members[upload.ChannelID][BotID] {
 			return 403, appErr{"api.context.permissions.app_error", "You do not have the appropriate permissions."}
 		}
-		if len(upload.Content) > MaxFileSize {
+		if limit := s.maxFileSize; len(upload.Content) > MaxFileSize || limit > 0 && len(upload.Content) > limit {
 			return 413, appErr{"api.file.upload_file.too_large_detailed.app_error", "Unable to upload file. File is too large."}
 		}
 		s.files[upload.ID] = upload
