@@ -463,3 +463,20 @@ func TestMattermostStatusCountsAgainstThePostLimit(t *testing.T) {
 		t.Errorf("post of %d characters", n)
 	}
 }
+
+// A Mattermost job on a runner without [mattermost]: it runs, nothing is posted anywhere,
+// and the runner log says why.
+func TestMattermostJobWithoutMattermostConfigRunsSilently(t *testing.T) {
+	h := newHost(t, allowAll)
+	res := h.run(context.Background(), emulator.Job{Response: mmResponse(t, 950, nil), Script: []string{"echo ran"}})
+	if res.State != "success" || !bytes.Contains(res.Trace, []byte("ran")) {
+		t.Fatalf("%s %v", res.State, res.Err)
+	}
+	if !strings.Contains(string(res.Trace)+string(res.RunnerLog), "CHAT_CHANNEL is a Mattermost channel id and [mattermost] url and token_file are not set") {
+		t.Errorf("no word on why there is no reply:\n%s\n%s", res.Trace, res.RunnerLog)
+	}
+	if m := h.slack.Messages(); len(m) != 0 {
+		t.Errorf("a Mattermost job posted to Slack:\n%s", h.slack)
+	}
+	h.assertClean(950)
+}
