@@ -16,8 +16,9 @@ import (
 )
 
 // Time budgets for chat delivery within a stage are slack.prepare_budget, cleanup_budget
-// and flush_budget (for a Mattermost job, [mattermost]'s when it sets them). What does not get through in time waits in the outbox for a later
-// stage, cleanup or `flush`; a stage never fails because of chat.
+// and flush_budget (for a Mattermost job, [mattermost]'s when it sets them). What does not
+// get through in time waits in the outbox for a later stage, cleanup or `flush`; a stage
+// never fails because of chat.
 
 // NewPoster makes the Slack client. It is a variable of Stages so tests can count calls;
 // the default is delivery.NewSlack.
