@@ -273,6 +273,10 @@ func (m *Mattermost) UploadFile(ctx context.Context, f FileUpload) error {
 // /api/v4/channels/{id}/posts?since=), or in the thread of threadTS (GET
 // /api/v4/posts/{id}/thread).
 func (m *Mattermost) FindPost(ctx context.Context, channel, threadTS, text string, since time.Time) (string, bool, error) {
+	// Both go into a URL path that carries the token: only ids.
+	if !mattermostChannelRe.MatchString(channel) || threadTS != "" && !mattermostChannelRe.MatchString(threadTS) {
+		return "", false, errorf("mattermost.posts.since", Permanent, "channel %q or post %q is not a Mattermost id", channel, threadTS)
+	}
 	bot, err := m.me(ctx)
 	if err != nil {
 		return "", false, err

@@ -411,3 +411,25 @@ func TestMattermostFileTooLargeStillPostsThePreview(t *testing.T) {
 		t.Fatalf("%+v", p)
 	}
 }
+
+// Ids go into URL paths that carry the token: anything else is refused before a request.
+func TestMattermostRefusesNonIDsInPaths(t *testing.T) {
+	r := newMMRig(t)
+	ctx := context.Background()
+	before := len(r.f.Calls(""))
+	if err := r.p.UpdateMessage(ctx, mmChannel, "../users/me", "x"); err == nil {
+		t.Error("patched a path")
+	}
+	if _, _, err := r.p.FindPost(ctx, "../../users/me?", "", "x", time.Now()); err == nil {
+		t.Error("listed a path")
+	}
+	if _, _, err := r.p.FindPost(ctx, mmChannel, "x/../../y", "x", time.Now()); err == nil {
+		t.Error("listed a thread path")
+	}
+	if _, err := r.p.ChannelMember(ctx, "a/b"); err == nil {
+		t.Error("asked about a path")
+	}
+	if n := len(r.f.Calls("")) - before; n != 0 {
+		t.Errorf("%d requests made", n)
+	}
+}
