@@ -124,14 +124,17 @@ func (a *app) tryConfig(ctx context.Context, dir string, post bool, req tryReque
 	// The policy was settled above; the run only carries it out.
 	cfg.Policy.Default, cfg.Policy.Rules = "allow", nil
 	cfg.GitLab.VerifyIdentity, cfg.GitLab.TokenFile = false, ""
-	if post {
+	switch {
+	case post && config.IsMattermostID(req.channel):
+		// Checked below: the reply goes to [mattermost].
+	case post:
 		if !cfg.SlackEnabled(a.getenv) {
 			return nil, usagef("try --post: %s has no slack.token_file and $SLACK_BOT_TOKEN is not set", a.configFlag)
 		}
 		if cfg.Slack.TokenFile == "" {
 			s.slackToken = strings.TrimSpace(a.getenv("SLACK_BOT_TOKEN"))
 		}
-	} else {
+	default:
 		if err := a.startFakeSlack(s); err != nil {
 			return nil, err
 		}

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/chatops-executor/chatops-executor/delivery/mattermosttest"
 )
 
 const tryMMChannel = "opsopsopsopsopsopsopsopso1"
@@ -58,5 +60,40 @@ audit_log = "/nonexistent/audit.jsonl"
 	if code != 1 || !strings.Contains(out, "what the requester would see") || !strings.Contains(out, "The runner's policy denied your chat command") ||
 		!strings.Contains(out, "Sent as a direct message") {
 		t.Errorf("denied: code %d\n%s\n%s", code, out, errs)
+	}
+}
+
+// --post with --config: the reply goes to the configured Mattermost, as a job's would.
+func TestTryMattermostPost(t *testing.T) {
+	useBuiltExecutor(t)
+	dir := t.TempDir()
+	mm := mattermosttest.New(t, "mmtokenmmtokenmmtokenmmtok")
+	mm.AddChannel(tryMMChannel)
+	mm.AddUser(tryMattermostUser, "alice")
+	token := writeFile(t, dir, "mm-token", "mmtokenmmtokenmmtokenmmtok\n", 0o600)
+	cfg := writeFile(t, dir, "config.toml", `[executor]
+builds_dir = "/nonexistent/builds"
+cache_dir = "/nonexistent/cache"
+state_dir = "/nonexistent/state"
+
+[slack]
+progress_interval = "0s"
+
+[mattermost]
+url = "`+mm.URL()+`"
+token_file = "`+token+`"
+
+[policy]
+default = "allow"
+audit_log = "/nonexistent/audit.jsonl"
+`, 0o600)
+	code, out, errs := runTryCmd(t, tryEnv(), cfg, "--ci", tryCI, "--channel", tryMMChannel, "--post", "status", "prod")
+	if code != 0 || !strings.Contains(out, "the reply was posted to Mattermost, channel "+tryMMChannel) {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	posts := mm.Posts(tryMMChannel)
+	if len(posts) != 2 || !strings.HasPrefix(posts[0].Message, ":white_check_mark: @alice **status**") || posts[1].RootID != posts[0].ID ||
+		!strings.Contains(posts[1].Message, "all green for prod") {
+		t.Errorf("posted:\n%s", mm)
 	}
 }
