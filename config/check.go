@@ -59,6 +59,7 @@ func (c *Config) CheckHost(getenv func(string) string, h Host) []Problem {
 	}
 	ps = append(ps, c.checkFiles(getenv)...)
 	ps = append(ps, c.checkFleet()...)
+	ps = append(ps, c.checkMattermostChannels()...)
 	if !c.SlackEnabled(getenv) && !c.MattermostEnabled() {
 		ps = append(ps, Problem{Key: "slack.token_file", Warning: true,
 			Msg: "not set and SLACK_BOT_TOKEN is empty: jobs will run but no reply will be posted"})

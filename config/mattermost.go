@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -149,4 +150,21 @@ func (c *Config) mattermostSets(k string) bool {
 		return m.FlushBudget != nil
 	}
 	return false
+}
+
+// checkMattermostChannels warns when the policy names Mattermost channels and [mattermost]
+// is not set: their jobs would run with no reply.
+func (c *Config) checkMattermostChannels() []Problem {
+	if c.MattermostEnabled() {
+		return nil
+	}
+	for i, r := range c.Policy.Rules {
+		for _, ch := range r.Channels {
+			if IsMattermostID(ch) {
+				return []Problem{{Key: "mattermost", Warning: true, Msg: fmt.Sprintf(
+					"policy.rule[%d] names the Mattermost channel %s, but url and token_file are not set: jobs from Mattermost run and get no reply", i+1, ch)}}
+			}
+		}
+	}
+	return nil
 }

@@ -129,3 +129,16 @@ func TestMattermostReplyKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestMattermostChannelsWithoutMattermostWarn(t *testing.T) {
+	cfg := Default()
+	cfg.Policy.Rules = []Rule{{Action: "allow", Channels: []string{"C0OPS0001"}}, {Action: "allow", Channels: []string{"chan0chan0chan0chan0chan01"}}}
+	ps := cfg.checkMattermostChannels()
+	if len(ps) != 1 || !ps[0].Warning || !strings.Contains(ps[0].Msg, "policy.rule[2] names the Mattermost channel chan0chan0chan0chan0chan01") {
+		t.Errorf("%v", ps)
+	}
+	cfg.Mattermost.URL, cfg.Mattermost.TokenFile = "https://c", "/t"
+	if ps := cfg.checkMattermostChannels(); len(ps) != 0 {
+		t.Errorf("warned with [mattermost] set: %v", ps)
+	}
+}
