@@ -480,3 +480,26 @@ func TestMattermostJobWithoutMattermostConfigRunsSilently(t *testing.T) {
 	}
 	h.assertClean(950)
 }
+
+// A host that serves Mattermost only (no Slack token anywhere): its jobs reply, and flush
+// delivers what waited.
+func TestMattermostOnlyHostFlushes(t *testing.T) {
+	h := newMMHost(t, allowAll)
+	h.runner.Env = []string{"PATH=" + os.Getenv("PATH")}
+	h.mm.Down()
+	res := h.run(context.Background(), emulator.Job{Response: mmResponse(t, 960, nil), Script: []string{chatReply("later")}})
+	if res.State != "success" {
+		t.Fatalf("%s %v", res.State, res.Err)
+	}
+	h.mm.Up()
+	cmd := exec.Command(binary, "--config", h.config, "flush")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "outbox is empty") {
+		t.Fatalf("flush: %v\n%s", err, out)
+	}
+	start := h.roots(1)[0]
+	if th := h.thread(start.ID); len(th) != 1 || th[0].Message != "```\nlater\n```" {
+		t.Errorf("after flush:\n%s", h.mm)
+	}
+}

@@ -125,14 +125,14 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 
-	if poster == nil {
+	if poster == nil && mm == nil {
 		reps, err := ob.Status()
 		if err == nil && len(flushFilterJobs(reps, jobs)) == 0 {
 			fmt.Fprintln(a.stdout, "outbox is empty")
 			return nil
 		}
-		return failure.WithHint(errors.New("flush: no Slack token, so nothing can be delivered"),
-			"set slack.token_file in the config, or SLACK_BOT_TOKEN in the executor's environment")
+		return failure.WithHint(errors.New("flush: no Slack token and no [mattermost], so nothing can be delivered"),
+			"set slack.token_file in the config (or SLACK_BOT_TOKEN in the executor's environment), or [mattermost] url and token_file")
 	}
 
 	if *retryFailed {
