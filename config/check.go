@@ -29,6 +29,11 @@ func (c *Config) CheckHost(getenv func(string) string, h Host) []Problem {
 			add("slack.token_file", "%v", err)
 		}
 	}
+	if c.Mattermost.TokenFile != "" {
+		if _, err := ReadSecret(c.Mattermost.TokenFile); err != nil {
+			add("mattermost.token_file", "%v", err)
+		}
+	}
 	if c.GitLab.TokenFile != "" {
 		if _, err := ReadSecret(c.GitLab.TokenFile); err != nil {
 			add("gitlab.token_file", "%v", err)
@@ -54,7 +59,8 @@ func (c *Config) CheckHost(getenv func(string) string, h Host) []Problem {
 	}
 	ps = append(ps, c.checkFiles(getenv)...)
 	ps = append(ps, c.checkFleet()...)
-	if !c.SlackEnabled(getenv) {
+	ps = append(ps, c.checkMattermostChannels()...)
+	if !c.SlackEnabled(getenv) && !c.MattermostEnabled() {
 		ps = append(ps, Problem{Key: "slack.token_file", Warning: true,
 			Msg: "not set and SLACK_BOT_TOKEN is empty: jobs will run but no reply will be posted"})
 	}

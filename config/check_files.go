@@ -28,6 +28,7 @@ func (c *Config) checkFiles(getenv func(string) string) []Problem {
 
 	for _, f := range []struct{ key, path string }{
 		{"slack.token_file", c.Slack.TokenFile},
+		{"mattermost.token_file", c.Mattermost.TokenFile},
 		{"gitlab.token_file", c.GitLab.TokenFile},
 		{"policy.audit_log", c.Policy.AuditLog},
 	} {
@@ -45,6 +46,9 @@ func (c *Config) checkFiles(getenv func(string) string) []Problem {
 			slackTokenProblems(add, "slack.token_file", "$SLACK_BOT_TOKEN", tok)
 		}
 	}
+	if filepath.IsAbs(c.Mattermost.TokenFile) {
+		c.checkMattermostFiles(add)
+	}
 	if p := c.GitLab.TokenFile; p != "" && filepath.IsAbs(p) {
 		if tok, ok := tokenFileProblems(add, "gitlab.token_file", p); ok && strings.HasPrefix(tok, "xox") {
 			add("gitlab.token_file", "%s holds a Slack token (xox…): it needs a GitLab personal, project or group access token with the read_api scope (glpat-…)", p)
@@ -61,13 +65,13 @@ func (c *Config) checkFiles(getenv func(string) string) []Problem {
 			key = fmt.Sprintf("policy.rule[%d] (%s)", i+1, r.Name)
 		}
 		for _, ch := range r.Channels {
-			if !channelIDRe.MatchString(ch) {
-				add(key+".channels", "%q is not a Slack channel id: CHAT_CHANNEL is the channel's id, such as C0123ABCD (in Slack: the channel's name > About, at the bottom), so this rule can never hold", ch)
+			if !channelIDRe.MatchString(ch) && !IsMattermostID(ch) {
+				add(key+".channels", "%q is not a Slack or Mattermost channel id: CHAT_CHANNEL is the channel's id, such as C0123ABCD (in Slack: the channel's name > About, at the bottom) or 26 lower-case letters and digits (in Mattermost: the channel's name > View Info), so this rule can never hold", ch)
 			}
 		}
 		for _, u := range r.ChatUsers {
-			if !userIDRe.MatchString(u) {
-				add(key+".chat_users", "%q is not a Slack user id: CHAT_USER_ID is the member id, such as U0123ABCD (in Slack: the person's profile > ⋮ > Copy member ID), so this rule can never hold", u)
+			if !userIDRe.MatchString(u) && !IsMattermostID(u) {
+				add(key+".chat_users", "%q is not a Slack or Mattermost user id: CHAT_USER_ID is the member id, such as U0123ABCD (in Slack: the person's profile > ⋮ > Copy member ID) or 26 lower-case letters and digits for Mattermost, so this rule can never hold", u)
 			}
 		}
 	}

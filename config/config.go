@@ -34,8 +34,10 @@ type Config struct {
 	Executor Executor `toml:"executor"`
 	GitLab   GitLab   `toml:"gitlab"`
 	Slack    Slack    `toml:"slack"`
-	Policy   Policy   `toml:"policy"`
-	Metrics  Metrics  `toml:"metrics"`
+	// Mattermost is optional: see mattermost.go.
+	Mattermost Mattermost `toml:"mattermost"`
+	Policy     Policy     `toml:"policy"`
+	Metrics    Metrics    `toml:"metrics"`
 
 	// Path is the file the config was loaded from, for messages.
 	Path string `toml:"-"`
@@ -159,6 +161,7 @@ func Default() Config {
 			ReplyMaxFileSize:  Size(10 << 20),
 			ReplyMaxTotalSize: Size(25 << 20),
 		},
+		Mattermost: Mattermost{InlineLimit: MattermostMaxRunes},
 		Policy: Policy{
 			Default: "deny",
 		},
@@ -369,36 +372,10 @@ func (c *Config) validate() []Problem {
 		add("gitlab.timeout", "must be positive")
 	}
 
-	s := c.Slack
-	switch s.Reply {
-	case "always", "after-window", "never":
-	default:
-		add("slack.reply", `must be "always", "after-window" or "never", got %q`, s.Reply)
-	}
-	if !strings.HasPrefix(s.APIURL, "https://") && !strings.HasPrefix(s.APIURL, "http://") {
-		add("slack.api_url", "must be an http(s) URL, got %q", s.APIURL)
-	}
-	if s.ReplyWindow.D() <= 0 {
-		add("slack.reply_window", "must be positive")
-	}
-	if s.ProgressInterval.D() < 0 {
-		add("slack.progress_interval", `must not be negative ("0s" disables progress edits)`)
-	}
-	for key, d := range map[string]Duration{"slack.prepare_budget": s.PrepareBudget, "slack.cleanup_budget": s.CleanupBudget, "slack.flush_budget": s.FlushBudget} {
-		if d.D() <= 0 || d.D() > 10*time.Minute {
-			add(key, "must be positive and at most 10m, got %s", d)
-		}
-	}
-	if s.InlineLimit < 100 || s.InlineLimit > 39000 {
-		// Slack truncates message text at 40,000 characters.
-		add("slack.inline_limit", "must be between 100 and 39000 characters, got %d", s.InlineLimit)
-	}
+	ps = append(ps, c.validateSlack()...)
+	c.validateMattermost(add)
 
-	if !(s.RateShare >= 0 && s.RateShare <= 1) {
-		add("slack.rate_share", "must be between 0 and 1 (this host's share of Slack's rate limits; 0 turns the budget off), got %v", s.RateShare)
-	}
-
-	ps = append(ps, s.validateReplyFiles()...)
+	ps = append(ps, c.Slack.validateReplyFiles()...)
 
 	if p := c.Policy.AuditSyslog; p != "" && !strings.HasPrefix(p, "/") {
 		add("policy.audit_syslog", "must be the absolute path of the local syslog socket (usually /dev/log), got %q", p)
@@ -429,6 +406,43 @@ func (c *Config) validate() []Problem {
 		if r.MinAccessLevel < 0 || r.MinAccessLevel > 60 {
 			add(key+".min_access_level", "must be a GitLab access level (10, 20, 30, 40, 50), got %d", r.MinAccessLevel)
 		}
+	}
+	return ps
+}
+
+// validateSlack checks [slack]'s values.
+func (c *Config) validateSlack() []Problem {
+	var ps []Problem
+	add := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	s := c.Slack
+	switch s.Reply {
+	case "always", "after-window", "never":
+	default:
+		add("slack.reply", `must be "always", "after-window" or "never", got %q`, s.Reply)
+	}
+	if !strings.HasPrefix(s.APIURL, "https://") && !strings.HasPrefix(s.APIURL, "http://") {
+		add("slack.api_url", "must be an http(s) URL, got %q", s.APIURL)
+	}
+	if s.ReplyWindow.D() <= 0 {
+		add("slack.reply_window", "must be positive")
+	}
+	if s.ProgressInterval.D() < 0 {
+		add("slack.progress_interval", `must not be negative ("0s" disables progress edits)`)
+	}
+	for key, d := range map[string]Duration{"slack.prepare_budget": s.PrepareBudget, "slack.cleanup_budget": s.CleanupBudget, "slack.flush_budget": s.FlushBudget} {
+		if d.D() <= 0 || d.D() > 10*time.Minute {
+			add(key, "must be positive and at most 10m, got %s", d)
+		}
+	}
+	if s.InlineLimit < 100 || s.InlineLimit > 39000 {
+		// Slack truncates message text at 40,000 characters.
+		add("slack.inline_limit", "must be between 100 and 39000 characters, got %d", s.InlineLimit)
+	}
+
+	if !(s.RateShare >= 0 && s.RateShare <= 1) {
+		add("slack.rate_share", "must be between 0 and 1 (this host's share of Slack's rate limits; 0 turns the budget off), got %v", s.RateShare)
 	}
 	return ps
 }

@@ -209,6 +209,9 @@ func (w *walker) value(v any, t reflect.Type, key, path, leaf string) bool {
 		return false
 	}
 	switch {
+	case t.Kind() == reflect.Pointer:
+		// An optional key (unset: another table's value), checked as what it points to.
+		return w.value(v, t.Elem(), key, path, leaf)
 	case t == durationType:
 		s, ok := v.(string)
 		if !ok {

@@ -1,4 +1,4 @@
-// Package delivery gets chat messages to Slack and never loses one.
+// Package delivery gets chat messages to Slack or Mattermost and never loses one.
 //
 // It knows nothing of how a job runs or is decided: it imports no stages and no policy, so
 // every process that holds messages (the stages, flush, try) uses it the same way.
@@ -77,6 +77,16 @@
 // Slack tier shared by every process on the host, so final replies get the budget before
 // progress edits do and a 429 pauses the whole host; it sits under the outbox, so a message
 // that cannot get a slot in time is postponed like any other retryable failure.
+//
+// # Mattermost
+//
+// Mattermost (mattermost.go) is a second Poster, on Mattermost's REST API v4 with net/http,
+// classified by the same question. Every message records its backend (backend.go); the
+// outbox hands it to that backend's Poster (Outbox.Use), and one whose backend has no
+// Poster in this process waits. Mattermost messages are written in queue format 2 so that
+// a binary that knows only Slack leaves them alone; Slack messages stay in format 1. The
+// rate budget is Slack's only: Mattermost's 429 carries X-RateLimit-Reset, which the retry
+// loop waits out.
 //
 // The bot token never reaches an outbox file, and error texts are scrubbed of it (and of
 // anything shaped like a Slack token) before anyone sees them.

@@ -61,12 +61,16 @@ func (j *Job) Enqueue(msgs ...Message) error {
 		}
 	}
 	now := j.ob.opt.Clock.Now().UTC()
-	b := batch{Format: queueFormat, Ops: make([]op, 0, len(msgs))}
+	b := batch{Format: 1, Ops: make([]op, 0, len(msgs))}
 	first := next
 	for i, m := range msgs {
 		o := op{Seq: next, Kind: m.Kind, Name: m.Name, Channel: m.Channel, User: m.User, Text: m.Text,
 			ThreadOf: m.ThreadOf, Target: m.Target, Filename: m.Filename, Title: m.Title, Blocks: m.Blocks,
-			Queued: now, Since: now, State: StatePending, Format: queueFormat}
+			Queued: now, Since: now, State: StatePending, Format: m.Backend.format()}
+		if m.Backend != BackendSlack {
+			o.Backend = m.Backend // Slack's ops stay as earlier binaries wrote them
+		}
+		b.Format = max(b.Format, o.Format)
 		if m.Kind == KindUpload {
 			// The data lands under its final name before the batch that points at it exists,
 			// so a sender never sees an upload without its content.
@@ -97,6 +101,9 @@ func (j *Job) Enqueue(msgs ...Message) error {
 func validate(m Message, names map[string]Kind) error {
 	if m.Channel == "" {
 		return errors.New("no channel")
+	}
+	if err := m.Backend.valid(); err != nil {
+		return err
 	}
 	if len(m.Blocks) > 0 && m.Kind != KindPost && m.Kind != KindUpdate {
 		return fmt.Errorf("blocks on a %s message: only posts and updates carry blocks", m.Kind)

@@ -19,9 +19,12 @@ import (
 //     quarantined, not removed, its files untouched — and reported, until an upgrade
 //     delivers it or an admin discards it.
 
-// queueFormat is the version of the queue files this binary writes. Raise it when a change
-// to op or batch would be misread by an older binary.
-const queueFormat = 1
+// queueFormat is the newest version of the queue files this binary reads and writes. Raise
+// it when a change to op or batch would be misread by an older binary. Each file is
+// written in the oldest format that holds it (see Backend.format):
+//   - 1: Slack messages;
+//   - 2: adds "backend" ("mattermost"); an older binary would post such a message to Slack.
+const queueFormat = 2
 
 // ErrNewerFormat means a job's queue holds a file written by a newer chatops-executor.
 var ErrNewerFormat = errors.New("written by a newer chatops-executor")

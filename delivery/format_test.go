@@ -6,25 +6,43 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// Every queue file says its format, as queued and as delivery rewrites it.
+// Every queue file says its format, as queued and as delivery rewrites it: Slack's the
+// format every earlier binary reads (1), Mattermost's the one that says "backend" (2).
 func TestQueueFilesCarryTheirFormat(t *testing.T) {
 	r := newRig(t)
-	j := r.job(t, "41")
-	if _, err := j.Send(context.Background(), 0, startMsg("C1")); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{j.batchPath(1), j.opPath(1)} {
-		data, err := os.ReadFile(p)
-		if err != nil {
+	mm := newMMRig(t)
+	r.ob.Use(BackendMattermost, mm.p)
+	for _, c := range []struct {
+		job     string
+		msg     Message
+		format  int
+		backend string
+	}{
+		{"41", startMsg("C1"), 1, ""},
+		{"43", Message{Kind: KindPost, Name: "start", Channel: mmChannel, Backend: BackendMattermost, Text: "hi"}, 2, `"backend":"mattermost"`},
+	} {
+		j := r.job(t, c.job)
+		if _, err := j.Send(context.Background(), 0, c.msg); err != nil {
 			t.Fatal(err)
 		}
-		if f, err := fileFormat(data); err != nil || f != queueFormat || !strings.Contains(string(data), `"format"`) {
-			t.Errorf("%s: format %d %v, want a format field of %d:\n%s", filepath.Base(p), f, err, queueFormat, data)
+		for _, p := range []string{j.batchPath(1), j.opPath(1)} {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f, err := fileFormat(data); err != nil || f != c.format || !strings.Contains(string(data), `"format"`) {
+				t.Errorf("%s: format %d %v, want a format field of %d:\n%s", filepath.Base(p), f, err, c.format, data)
+			}
+			compact := strings.ReplaceAll(string(data), `": "`, `":"`)
+			if c.backend == "" && strings.Contains(compact, `"backend"`) || !strings.Contains(compact, c.backend) {
+				t.Errorf("%s: want backend %q recorded:\n%s", filepath.Base(p), c.backend, data)
+			}
 		}
 	}
 }
@@ -61,7 +79,7 @@ func TestNewerFormatIsLeftAloneAndReported(t *testing.T) {
 	if err := j.Enqueue(startMsg("C1")); err != nil {
 		t.Fatal(err)
 	}
-	newer := []byte(`{"format": 2, "seq": 2, "kind": "post", "channel": "C1", "text": "from the future", "blocks": [{"type": "x"}]}` + "\n")
+	newer := []byte(`{"format": ` + strconv.Itoa(queueFormat+1) + `, "seq": 2, "kind": "post", "channel": "C1", "text": "from the future", "blocks": [{"type": "x"}]}` + "\n")
 	if err := os.WriteFile(j.opPath(2), newer, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +95,7 @@ func TestNewerFormatIsLeftAloneAndReported(t *testing.T) {
 	if rep.Clear() || !errors.Is(rep.Newer, ErrNewerFormat) {
 		t.Fatalf("report %+v does not say the job is left alone", rep)
 	}
-	for _, want := range []string{"op-000002.json written by a newer chatops-executor", "format 2", "upgrade, or discard", "--discard --job 43"} {
+	for _, want := range []string{"op-000002.json written by a newer chatops-executor", "format " + strconv.Itoa(queueFormat+1), "upgrade, or discard", "--discard --job 43"} {
 		if !strings.Contains(rep.String(), want) {
 			t.Errorf("report %q does not say %q", rep.String(), want)
 		}

@@ -34,9 +34,11 @@ type Message struct {
 	// Unique within the job.
 	Name    string
 	Channel string // channel id (CHAT_CHANNEL)
+	// Backend is the chat Channel is in; empty means Slack.
+	Backend Backend
 	User    string // KindEphemeral: the user who sees it (CHAT_USER_ID)
-	// Text is Slack mrkdwn, escaped by the caller; for KindUpload the comment shown with
-	// the file (may be empty).
+	// Text is in the chat's markup (Slack mrkdwn, Mattermost Markdown), escaped by the
+	// caller; for KindUpload the comment shown with the file (may be empty).
 	Text string
 	// ThreadOf names an earlier KindPost to reply under (KindPost, KindUpload).
 	ThreadOf string
@@ -70,20 +72,22 @@ const (
 // op is a Message as persisted, with its delivery record. One file per op, rewritten
 // atomically on every state change, only by the process that holds the job's send lock.
 type op struct {
-	Format   int    `json:"format"` // see format.go
-	Seq      int    `json:"seq"`
-	Kind     Kind   `json:"kind"`
-	Name     string `json:"name,omitempty"`
-	Channel  string `json:"channel"`
-	User     string `json:"user,omitempty"`
-	Text     string `json:"text,omitempty"`
-	ThreadOf string `json:"thread_of,omitempty"`
-	Target   string `json:"target,omitempty"`
-	Filename string `json:"filename,omitempty"`
-	Title    string `json:"title,omitempty"`
-	Size     int64  `json:"size,omitempty"`
+	Format  int    `json:"format"` // see format.go
+	Seq     int    `json:"seq"`
+	Kind    Kind   `json:"kind"`
+	Name    string `json:"name,omitempty"`
+	Channel string `json:"channel"`
+	// Backend is the chat the message is for; empty (every file of format 1): Slack.
+	Backend  Backend `json:"backend,omitempty"`
+	User     string  `json:"user,omitempty"`
+	Text     string  `json:"text,omitempty"`
+	ThreadOf string  `json:"thread_of,omitempty"`
+	Target   string  `json:"target,omitempty"`
+	Filename string  `json:"filename,omitempty"`
+	Title    string  `json:"title,omitempty"`
+	Size     int64   `json:"size,omitempty"`
 	// Blocks: an older binary ignores the field and posts Text, which is the whole reply
-	// in words; that is a plainer reply, not a misread one, so the format stays 1.
+	// in words; that is a plainer reply, not a misread one, so the format stays as it is.
 	Blocks json.RawMessage `json:"blocks,omitempty"`
 
 	Queued time.Time `json:"queued"`
@@ -108,6 +112,9 @@ var goneCodes = map[string]bool{"message_not_found": true, "cant_update_message"
 
 func (o *op) idempotent() bool { return o.Kind == KindUpdate && !o.AsPost }
 
+// poster is the Poster for the op's chat, nil when the outbox has none for it.
+func (j *Job) poster(o *op) Poster { return j.ob.posterFor(o.Backend) }
+
 func (o *op) final() bool { return o.State != StatePending && o.State != StateInFlight }
 
 // Outbox is the durable queue of chat messages under <state_dir>/outbox/, one directory per
@@ -115,15 +122,19 @@ func (o *op) final() bool { return o.State != StatePending && o.State != StateIn
 // lets a later process finish a sequence this one started. See the package doc for the
 // delivery guarantee.
 type Outbox struct {
-	dir    string
-	poster Poster
-	opt    Options
+	dir     string
+	posters map[Backend]Poster // see Use
+	opt     Options
 }
 
 // Open returns the outbox under stateDir. p may be nil for read-only use (Status); then
 // delivering leaves every message waiting.
 func Open(stateDir string, p Poster, opt Options) *Outbox {
-	return &Outbox{dir: filepath.Join(stateDir, "outbox"), poster: p, opt: opt.withDefaults()}
+	o := &Outbox{dir: filepath.Join(stateDir, "outbox"), opt: opt.withDefaults()}
+	if p != nil {
+		o.Use(BackendSlack, p)
+	}
+	return o
 }
 
 // Dir is the outbox directory, for messages to the admin.

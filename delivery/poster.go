@@ -15,7 +15,9 @@ import (
 // second chat platform would be a second implementation, not a change to the stages.
 //
 // Implementations return *Error (see Classify) so the outbox knows whether a failed call may
-// be repeated without posting twice. Text is Slack mrkdwn, already escaped by the caller.
+// be repeated without posting twice. Text is in the chat's markup — Slack mrkdwn for Slack,
+// Markdown for Mattermost — already escaped by the caller; the timestamps ("ts") are
+// whatever id the chat gives a message (a Mattermost post id for Mattermost).
 type Poster interface {
 	// PostMessage posts text to channel, as a reply in the thread of threadTS when it is
 	// not empty, and returns the new message's timestamp (its id for later edits).

@@ -79,7 +79,7 @@ func (j *Job) run(ctx context.Context, deadline time.Time) ([]OpStatus, error) {
 				break
 			}
 		}
-		if cur == nil || j.ob.poster == nil {
+		if cur == nil || j.poster(cur) == nil {
 			return delivered, nil
 		}
 		now := j.ob.opt.Clock.Now()
@@ -126,7 +126,7 @@ func (j *Job) run(ctx context.Context, deadline time.Time) ([]OpStatus, error) {
 
 // attempt delivers one op with retries and records the outcome.
 func (j *Job) attempt(ctx context.Context, r *retrier, o *op, byName map[string]*op) (outcome, error) {
-	p := j.ob.poster
+	p := j.poster(o)
 	// Resolve references now, not at queue time: the post they name may have been
 	// delivered by another process since. An earlier op is always final here (we go in
 	// order); if it did not end up in the channel with a known ts, degrade rather than
@@ -171,6 +171,15 @@ func (j *Job) attempt(ctx context.Context, r *retrier, o *op, byName map[string]
 		}
 	case o.Kind == KindEphemeral:
 		call = func(ctx context.Context) error { return p.PostEphemeral(ctx, o.Channel, o.User, o.Text) }
+		if n, ok := p.(EphemeralNoter); ok {
+			call = func(ctx context.Context) error {
+				note, err := n.PostEphemeralNote(ctx, o.Channel, o.User, o.Text)
+				if err == nil && note != "" {
+					o.Note = note
+				}
+				return err
+			}
+		}
 	case o.Kind == KindUpload:
 		timeout = j.ob.opt.UploadTimeout
 		call = func(ctx context.Context) error {
@@ -233,7 +242,7 @@ func (j *Job) attempt(ctx context.Context, r *retrier, o *op, byName map[string]
 // done (with its ts, so later edits and thread replies find it); certainly absent, it is
 // pending again and is sent. It returns false when the channel cannot tell.
 func (j *Job) settle(ctx context.Context, o *op, byName map[string]*op) bool {
-	f, ok := j.ob.poster.(Finder)
+	f, ok := j.poster(o).(Finder)
 	if !ok || o.LastTry.IsZero() || (o.Kind != KindPost && !(o.Kind == KindUpdate && o.AsPost)) {
 		return false
 	}
@@ -274,7 +283,7 @@ func (o *op) stateOr() string {
 // overtakes the queue: while any message of the job waits, or another process is delivering
 // it, Progress does nothing. The error is for the caller's log only.
 func (j *Job) Progress(ctx context.Context, target, text string) error {
-	if j.ob.poster == nil {
+	if len(j.ob.posters) == 0 {
 		return nil
 	}
 	unlock, err := j.lockSend(ctx, false)
@@ -298,14 +307,15 @@ func (j *Job) Progress(ctx context.Context, target, text string) error {
 			t = &ops[i]
 		}
 	}
-	if t == nil || t.State != StateDone || t.TS == "" {
+	if t == nil || t.State != StateDone || t.TS == "" || j.poster(t) == nil {
 		return nil
 	}
+	p := j.poster(t)
 	r := &retrier{opt: j.ob.opt, deadline: j.ob.opt.Clock.Now().Add(j.ob.opt.ProgressBudget)}
 	ctx = asProgress(ctx) // a RateBudget may skip it when final replies need the budget
 	nop := func() error { return nil }
 	res, e, _ := r.do(ctx, true, j.ob.opt.AttemptTimeout, nop, func(*Error) error { return nil },
-		func(ctx context.Context) error { return j.ob.poster.UpdateMessage(ctx, t.Channel, t.TS, text) })
+		func(ctx context.Context) error { return p.UpdateMessage(ctx, t.Channel, t.TS, text) })
 	j.ob.opt.outcome("progress", progressOutcome(res, e))
 	if res != sent && e != nil {
 		return fmt.Errorf("progress edit: %w", e)

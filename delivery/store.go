@@ -124,7 +124,7 @@ func (j *Job) read() ([]op, error) {
 }
 
 func (j *Job) write(o *op) error {
-	o.Format = queueFormat
+	o.Format = o.Backend.format()
 	data, err := json.MarshalIndent(o, "", "  ")
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)

@@ -11,14 +11,15 @@ import (
 )
 
 // runCheck validates the config file and the machine it describes, printing every problem
-// with its key and line; with --online it also asks Slack and GitLab (package preflight).
+// with its key and line; with --online it also asks Slack, Mattermost and GitLab (package
+// preflight).
 // Exit 0 when the executor can run (warnings allowed), 1 otherwise.
 func runCheck(ctx context.Context, a *app, args []string) error {
 	fs := a.newFlags("check")
 	host := config.ThisHost()
 	fs.StringVar(&host.RunnerConfig, "runner-config", config.DefaultRunnerConfig,
 		"gitlab-runner's config.toml, whose concurrent job_uids must cover")
-	online := fs.Bool("online", false, "also ask Slack and GitLab: token valid with the needed scopes, the policy's channels joined, GitLab reachable, its version and what the token may do")
+	online := fs.Bool("online", false, "also ask Slack, Mattermost and GitLab: tokens valid (with the needed scopes), the policy's channels joined, GitLab reachable, its version and what the token may do")
 	if err := a.parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -73,7 +74,14 @@ func runCheck(ctx context.Context, a *app, args []string) error {
 		return &exitError{code: exitFailure}
 	}
 	if *online {
-		fmt.Fprintf(a.stdout, "%s: config %s is valid, and Slack and GitLab agree with it\n", name, path)
+		services := "Slack and GitLab"
+		switch {
+		case cfg.MattermostEnabled() && cfg.SlackEnabled(a.getenv):
+			services = "Slack, Mattermost and GitLab"
+		case cfg.MattermostEnabled():
+			services = "Mattermost and GitLab"
+		}
+		fmt.Fprintf(a.stdout, "%s: config %s is valid, and %s agree with it\n", name, path, services)
 	} else {
 		fmt.Fprintf(a.stdout, "%s: config %s is valid\n", name, path)
 	}

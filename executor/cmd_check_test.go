@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chatops-executor/chatops-executor/delivery/mattermosttest"
 	"github.com/chatops-executor/chatops-executor/delivery/slacktest"
 	"github.com/chatops-executor/chatops-executor/gitlab/gitlabtest"
 )
@@ -56,7 +57,7 @@ func TestCheckReportsFileAndHostProblemsTogether(t *testing.T) {
 		"line 6: slack.token_file: secret file " + token + " is readable by its group (mode 0640)",
 		"line 8: policy.rule[1] (a).action: missing: every rule needs action",
 		"line 10: policy.rule[1] (a).jobs: got \"status\" (a string); write a list of globs, e.g. jobs = [\"status\"]",
-		"line 11: policy.rule[1] (a).channels: \"#ops\" is not a Slack channel id",
+		"line 11: policy.rule[1] (a).channels: \"#ops\" is not a Slack or Mattermost channel id",
 	} {
 		if strings.Count(stderr, want) != 1 {
 			t.Errorf("want once: %s\nstderr:\n%s", want, stderr)
@@ -64,5 +65,42 @@ func TestCheckReportsFileAndHostProblemsTogether(t *testing.T) {
 	}
 	if code != 1 || strings.Count(stderr, "policy.rule[1] (a).action") != 1 {
 		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+}
+
+// check --online on a host that serves Mattermost only: the bot's token and channels are
+// asked of Mattermost.
+func TestCheckOnlineMattermost(t *testing.T) {
+	dir := t.TempDir()
+	mm := mattermosttest.New(t, "mmtokenmmtokenmmtokenmmtok")
+	mm.AddChannel("opsopsopsopsopsopsopsopso1")
+	gl := gitlabtest.New(t)
+	token := writeFile(t, dir, "mm-token", "mmtokenmmtokenmmtokenmmtok\n", 0o600)
+	cfg := writeFile(t, dir, "config.toml", "[executor]\nbuilds_dir = \""+dir+"/b\"\ncache_dir = \""+dir+"/c\"\nstate_dir = \""+dir+"/s\"\n"+asRoot()+
+		"[gitlab]\nurl = "+strconv.Quote(gl.URL)+"\n"+
+		"[mattermost]\nurl = "+strconv.Quote(mm.URL())+"\ntoken_file = "+strconv.Quote(token)+"\n"+
+		"[[policy.rule]]\naction = \"allow\"\nchannels = [\"opsopsopsopsopsopsopsopso1\", \"missingmissingmissingmiss1\"]\n", 0o600)
+	code, stdout, stderr := runCmd(t, env{}, "check", "--online", "--config", cfg)
+	if code != 1 || !strings.Contains(stdout, "online: mattermost: token valid: bot @"+mattermosttest.BotName) ||
+		!strings.Contains(stdout, "channel opsopsopsopsopsopsopsopso1: the bot is a member") ||
+		!strings.Contains(stderr, "the bot is not a member of channel missingmissingmissingmiss1") ||
+		strings.Contains(stderr, "SLACK_BOT_TOKEN is empty") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+}
+
+func TestCheckOnlineMattermostAllGood(t *testing.T) {
+	dir := t.TempDir()
+	mm := mattermosttest.New(t, "mmtokenmmtokenmmtokenmmtok")
+	mm.AddChannel("opsopsopsopsopsopsopsopso1")
+	gl := gitlabtest.New(t)
+	token := writeFile(t, dir, "mm-token", "mmtokenmmtokenmmtokenmmtok\n", 0o600)
+	cfg := writeFile(t, dir, "config.toml", "[executor]\nbuilds_dir = \""+dir+"/b\"\ncache_dir = \""+dir+"/c\"\nstate_dir = \""+dir+"/s\"\n"+asRoot()+
+		"[gitlab]\nurl = "+strconv.Quote(gl.URL)+"\n"+
+		"[mattermost]\nurl = "+strconv.Quote(mm.URL())+"\ntoken_file = "+strconv.Quote(token)+"\n"+
+		"[[policy.rule]]\naction = \"allow\"\nchannels = [\"opsopsopsopsopsopsopsopso1\"]\n", 0o600)
+	code, stdout, stderr := runCmd(t, env{}, "check", "--online", "--config", cfg)
+	if code != 0 || !strings.Contains(stdout, "is valid, and Mattermost and GitLab agree with it") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 }

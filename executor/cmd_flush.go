@@ -71,8 +71,15 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 			return fmt.Errorf("flush: %w", err)
 		}
 	}
+	mm, err := mattermostPoster(cfg)
+	if err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
 	m := stages.Metrics(cfg)
 	ob := delivery.Open(cfg.Executor.StateDir, poster, stages.DeliveryOptions(m, delivery.Options{Budget: *budget}, a.stderr))
+	if mm != nil {
+		ob.Use(delivery.BackendMattermost, mm)
+	}
 	defer stages.WriteMetrics(cfg, m, a.stderr)
 	if *job != "" {
 		if _, err := ob.Job(*job); err != nil {
@@ -118,14 +125,14 @@ func runFlush(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 
-	if poster == nil {
+	if poster == nil && mm == nil {
 		reps, err := ob.Status()
 		if err == nil && len(flushFilterJobs(reps, jobs)) == 0 {
 			fmt.Fprintln(a.stdout, "outbox is empty")
 			return nil
 		}
-		return failure.WithHint(errors.New("flush: no Slack token, so nothing can be delivered"),
-			"set slack.token_file in the config, or SLACK_BOT_TOKEN in the executor's environment")
+		return failure.WithHint(errors.New("flush: no Slack token and no [mattermost], so nothing can be delivered"),
+			"set slack.token_file in the config (or SLACK_BOT_TOKEN in the executor's environment), or [mattermost] url and token_file")
 	}
 
 	if *retryFailed {
@@ -273,4 +280,17 @@ func sweepState(ctx context.Context, a *app, cfg *config.Config) error {
 		return failure.WithHint(err, "run flush as the user gitlab-runner runs the executor as: the state is private to it")
 	}
 	return err
+}
+
+// mattermostPoster is the Mattermost client of [mattermost], nil when it is not set. Its
+// messages wait (and are reported waiting) while it is not.
+func mattermostPoster(cfg *config.Config) (delivery.Poster, error) {
+	token, err := cfg.MattermostToken()
+	if err != nil || token == "" {
+		if err != nil {
+			err = fmt.Errorf("mattermost token: %w", err)
+		}
+		return nil, err
+	}
+	return delivery.NewMattermost(token, cfg.Mattermost.URL)
 }

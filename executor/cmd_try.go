@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/emulator"
 	"github.com/chatops-executor/chatops-executor/jobuser"
 	"github.com/chatops-executor/chatops-executor/tryjob"
@@ -49,9 +50,9 @@ func (v varFlag) Set(s string) error {
 func runTry(ctx context.Context, a *app, args []string) error {
 	fs := a.newFlags("try")
 	ciFile := fs.String("ci", ".gitlab-ci.yml", "the CI file")
-	channel := fs.String("channel", "C0LOCALTRY", "CHAT_CHANNEL: the Slack channel id")
+	channel := fs.String("channel", "C0LOCALTRY", "CHAT_CHANNEL: the Slack channel id, or a Mattermost one (26 lower-case letters and digits)")
 	user := fs.String("user", "", "GITLAB_USER_LOGIN: who asks (default $USER)")
-	chatUser := fs.String("chat-user", "U0LOCALTRY", "CHAT_USER_ID: the requester's Slack id")
+	chatUser := fs.String("chat-user", "U0LOCALTRY", "CHAT_USER_ID: the requester's Slack id (for a Mattermost channel, default "+tryMattermostUser+")")
 	project := fs.String("project", "", "the project's path (default local/<directory of the CI file>)")
 	play := fs.Bool("play", false, "run a when: manual job")
 	post := fs.Bool("post", false, "post the reply to Slack (--channel) instead of rendering it here")
@@ -64,8 +65,14 @@ func runTry(ctx context.Context, a *app, args []string) error {
 	if fs.NArg() == 0 {
 		return usagef("try needs a JOB name: try [--ci FILE] [--channel ID] [--user NAME] [--play] JOB [INPUT…]")
 	}
-	channelSet := false
-	fs.Visit(func(f *flag.Flag) { channelSet = channelSet || f.Name == "channel" })
+	channelSet, chatUserSet := false, false
+	fs.Visit(func(f *flag.Flag) {
+		channelSet = channelSet || f.Name == "channel"
+		chatUserSet = chatUserSet || f.Name == "chat-user"
+	})
+	if config.IsMattermostID(*channel) && !chatUserSet {
+		*chatUser = tryMattermostUser
+	}
 	if *post && !channelSet {
 		return usagef("try --post needs --channel: the Slack channel to post the reply to")
 	}
@@ -147,6 +154,9 @@ func runTry(ctx context.Context, a *app, args []string) error {
 	if setup.fake != nil {
 		defer setup.fake.Close()
 	}
+	if setup.mm != nil {
+		defer setup.mm.Close()
+	}
 	response, err := tryjob.Response(job, chat)
 	if err != nil {
 		return fmt.Errorf("try: build the job response: %w", err)
@@ -187,7 +197,11 @@ func runTry(ctx context.Context, a *app, args []string) error {
 	if input != "" {
 		what += " " + input
 	}
-	fmt.Fprintf(a.stdout, "%s   (as %s, Slack user %s, in #%s; emulated gitlab-runner %s)\n\n", what, *user, *chatUser, *channel, emulator.RunnerVersion)
+	chatName := "Slack"
+	if config.IsMattermostID(*channel) {
+		chatName = "Mattermost"
+	}
+	fmt.Fprintf(a.stdout, "%s   (as %s, %s user %s, in #%s; emulated gitlab-runner %s)\n\n", what, *user, chatName, *chatUser, *channel, emulator.RunnerVersion)
 	start := time.Now()
 	res, err := r.Run(ctx, emulator.Job{Response: response, Script: job.Script, BeforeScript: job.BeforeScript, AfterScript: job.AfterScript})
 	if progress != nil {
@@ -205,6 +219,15 @@ func runTry(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.stderr, "%s: try: %s\n", name, line)
 	}
 	switch {
+	case setup.mm != nil:
+		fmt.Fprintf(a.stdout, "\n── what the Mattermost channel would show (nothing was posted; --post with --config posts it) ──\n")
+		if err := renderMattermost(a.stdout, setup.mm, map[string]string{*chatUser: *user}); err != nil {
+			return err
+		}
+	case config.IsMattermostID(*channel) && len(undelivered) > 0:
+		fmt.Fprintf(a.stdout, "\n── the reply did not all reach Mattermost (channel %s): see the errors on stderr ──\n", *channel)
+	case config.IsMattermostID(*channel):
+		fmt.Fprintf(a.stdout, "\n── the reply was posted to Mattermost, channel %s ──\n", *channel)
 	case setup.fake != nil:
 		fmt.Fprintf(a.stdout, "\n── what the channel would show (nothing was posted to Slack; --post posts it) ──\n")
 		if err := tryjob.Render(a.stdout, setup.fake.Messages(), map[string]string{*chatUser: *user}); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/delivery"
+	"github.com/chatops-executor/chatops-executor/delivery/mattermostrecorder"
 	"github.com/chatops-executor/chatops-executor/delivery/slackrecorder"
 	"github.com/chatops-executor/chatops-executor/jobuser"
 	"github.com/chatops-executor/chatops-executor/policy"
@@ -28,6 +29,10 @@ type trySetup struct {
 	slackToken string                // for the runner's environment; "" when the config has a file
 	// apiURL and tokenFile are the Slack a denial is shown through (set with a *deniedError).
 	apiURL, tokenFile string
+	// mm is the fake Mattermost for a Mattermost channel (nil with --post); mmURL and
+	// mmTokenFile the Mattermost the executor and a denial use.
+	mm                 *mattermostrecorder.Server
+	mmURL, mmTokenFile string
 }
 
 // tryDefaults is the config without --config: everything private to the run, every
@@ -75,6 +80,9 @@ func (a *app) tryConfig(ctx context.Context, dir string, post bool, req tryReque
 		filepath.Join(dir, "state"), filepath.Join(dir, "audit.jsonl")
 	if a.configFlag == "" {
 		apiURL := config.Default().Slack.APIURL
+		if post && config.IsMattermostID(req.channel) {
+			return nil, usagef("try --post to a Mattermost channel needs --config with [mattermost] url and token_file")
+		}
 		if post {
 			if s.slackToken = strings.TrimSpace(a.getenv("SLACK_BOT_TOKEN")); s.slackToken == "" {
 				return nil, usagef("try --post needs a Slack token: $SLACK_BOT_TOKEN, or --config with slack.token_file")
@@ -90,6 +98,12 @@ func (a *app) tryConfig(ctx context.Context, dir string, post bool, req tryReque
 			uids = fmt.Sprintf("job_uids = %q\n", tryUIDs())
 		}
 		text := fmt.Sprintf(tryDefaults, builds, cache, state, uids, apiURL, audit)
+		if config.IsMattermostID(req.channel) {
+			if err := a.startFakeMattermost(s, dir, req); err != nil {
+				return nil, err
+			}
+			text += mattermostTOML(s)
+		}
 		return s, os.WriteFile(s.path, []byte(text), 0o600)
 	}
 	cfg, err := config.Load(a.configFlag)
@@ -117,18 +131,34 @@ func (a *app) tryConfig(ctx context.Context, dir string, post bool, req tryReque
 	}
 	cfg.Policy.Default, cfg.Policy.Rules = "allow", rules
 	cfg.GitLab.VerifyIdentity, cfg.GitLab.TokenFile = false, ""
-	if post {
+	switch {
+	case post && config.IsMattermostID(req.channel):
+		// Checked below: the reply goes to [mattermost].
+	case post:
 		if !cfg.SlackEnabled(a.getenv) {
 			return nil, usagef("try --post: %s has no slack.token_file and $SLACK_BOT_TOKEN is not set", a.configFlag)
 		}
 		if cfg.Slack.TokenFile == "" {
 			s.slackToken = strings.TrimSpace(a.getenv("SLACK_BOT_TOKEN"))
 		}
-	} else {
+	default:
 		if err := a.startFakeSlack(s); err != nil {
 			return nil, err
 		}
 		cfg.Slack.APIURL, cfg.Slack.TokenFile = s.fake.APIURL(), ""
+	}
+	if config.IsMattermostID(req.channel) {
+		switch {
+		case post && !cfg.MattermostEnabled():
+			return nil, usagef("try --post: %s has no [mattermost] url and token_file for channel %s", a.configFlag, req.channel)
+		case post:
+			s.mmURL, s.mmTokenFile = cfg.Mattermost.URL, cfg.Mattermost.TokenFile
+		default:
+			if err := a.startFakeMattermost(s, dir, req); err != nil {
+				return nil, err
+			}
+			cfg.Mattermost.URL, cfg.Mattermost.TokenFile = s.mmURL, s.mmTokenFile
+		}
 	}
 	if !d.Allow {
 		s.apiURL, s.tokenFile = cfg.Slack.APIURL, cfg.Slack.TokenFile
@@ -212,6 +242,9 @@ func randomToken(prefix string) (string, error) {
 func (a *app) showDenial(ctx context.Context, s *trySetup, chat tryjob.Chat, job *tryjob.Job, de *deniedError) error {
 	if s.fake != nil {
 		defer s.fake.Close()
+	}
+	if config.IsMattermostID(chat.Channel) {
+		return a.showMattermostDenial(ctx, s, chat, job, de)
 	}
 	token := s.slackToken
 	if s.tokenFile != "" {

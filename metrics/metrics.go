@@ -72,6 +72,7 @@ var specs = []spec{
 	{name: "chatops_executor_policy_decisions_total", help: "Policy decisions made in prepare, by result (allow, deny, error) and the rule that decided.", labels: []string{"result", "rule"}},
 	{name: "chatops_executor_deliveries_total", help: "Chat messages handled, by kind (post, update, ephemeral, upload, progress) and outcome (sent, failed, unknown, expired, postponed, skipped).", labels: []string{"kind", "outcome"}},
 	{name: "chatops_executor_slack_rate_limited_total", help: "HTTP 429 answers from Slack, by Web API method.", labels: []string{"method"}},
+	{name: "chatops_executor_mattermost_rate_limited_total", help: "HTTP 429 answers from Mattermost, by call (posts.create, posts.patch, files.upload…).", labels: []string{"method"}},
 	{name: "chatops_executor_stage_duration_seconds", help: "Duration of the job's stages: the runner's stage names for run, and prepare (with the policy decision) and cleanup (with the reply).", labels: []string{"stage"}, histogram: true},
 }
 
@@ -104,6 +105,11 @@ func (s *Store) Delivery(kind, outcome string) error {
 // RateLimited counts a 429 from Slack.
 func (s *Store) RateLimited(method string) error {
 	return s.add("chatops_executor_slack_rate_limited_total", 1, method)
+}
+
+// MattermostRateLimited counts a 429 from Mattermost.
+func (s *Store) MattermostRateLimited(method string) error {
+	return s.add("chatops_executor_mattermost_rate_limited_total", 1, method)
 }
 
 // StageDurations observes the duration of each run stage of a job.

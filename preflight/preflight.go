@@ -16,7 +16,7 @@ import (
 
 // Finding is one answer: a success, a warning (works, with less) or a failure.
 type Finding struct {
-	// Service is "slack" or "gitlab".
+	// Service is "slack", "mattermost" or "gitlab".
 	Service string
 	// Key is the config key it concerns, e.g. "slack.token_file" or
 	// "policy.rule[2] (deploys).channels".
@@ -38,7 +38,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Run asks Slack and GitLab and returns what they said, Slack first.
+// Run asks Slack, Mattermost (when configured) and GitLab and returns what they said, in
+// that order.
 func Run(ctx context.Context, cfg *config.Config, getenv func(string) string, opt Options) []Finding {
 	if opt.HTTPClient == nil {
 		opt.HTTPClient = &http.Client{}
@@ -50,6 +51,7 @@ func Run(ctx context.Context, cfg *config.Config, getenv func(string) string, op
 		opt.Now = time.Now
 	}
 	out := checkSlack(ctx, cfg, getenv, opt)
+	out = append(out, checkMattermost(ctx, cfg, opt)...)
 	return append(out, checkGitLab(ctx, cfg, opt)...)
 }
 

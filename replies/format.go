@@ -160,6 +160,12 @@ const (
 // beyond it the output is uploaded as a file and the message shows a preview: head and
 // tail on success, the last lines on failure, where the error usually is.
 func FormatOutput(src io.ReadSeeker, size int64, s Status, limit int) (Output, error) {
+	return formatOutput(src, size, s, limit, codeBlock)
+}
+
+// formatOutput is FormatOutput in a chat's markup: fence renders plain text as a code
+// block, italics are "_…_" in both.
+func formatOutput(src io.ReadSeeker, size int64, s Status, limit int, fence func(string) string) (Output, error) {
 	if size == 0 {
 		if s.Failed() && s.State != "denied" {
 			return Output{Text: "_The job printed nothing._"}, nil
@@ -172,7 +178,7 @@ func FormatOutput(src io.ReadSeeker, size int64, s Status, limit int) (Output, e
 		if err != nil {
 			return Output{}, fmt.Errorf("read output: %w", err)
 		}
-		if text := codeBlock(string(all)); utf8.RuneCountInString(text) <= limit {
+		if text := fence(string(all)); utf8.RuneCountInString(text) <= limit {
 			return Output{Text: text}, nil
 		}
 		if _, err := src.Seek(0, io.SeekStart); err != nil {
@@ -195,10 +201,10 @@ func FormatOutput(src io.ReadSeeker, size int64, s Status, limit int) (Output, e
 		preview = ex.String()
 		note = "_Output is long; the whole of it is attached._"
 	}
-	text := note + "\n" + codeBlock(preview)
+	text := note + "\n" + fence(preview)
 	// A preview of long lines can itself exceed the limit: cut it, keeping the end.
 	if n := utf8.RuneCountInString(text); n > limit {
-		text = note + "\n" + codeBlock(keepEnd(preview, limit-utf8.RuneCountInString(note)-16))
+		text = note + "\n" + fence(keepEnd(preview, limit-utf8.RuneCountInString(note)-16))
 	}
 	return Output{Text: text, Upload: true}, nil
 }

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/chatops-executor/chatops-executor/atomicfile"
 	"github.com/chatops-executor/chatops-executor/job"
@@ -49,21 +48,18 @@ type CaptureNeeds struct {
 }
 
 // captureNeeds decides what stage's output is captured for. The reply and progress edits
-// need a way to chat — a Slack token source and a CHAT_CHANNEL that is a channel id, as
+// need a way to chat — a CHAT_CHANNEL that is a Slack or Mattermost channel id and that chat configured, as
 // openChat requires — and the reply is not wanted with slack.reply = "never". It errs on
 // the side of capturing: a configured token file is not read here, since one unreadable
 // now may be readable at cleanup. (`try` gives the executor a token and a channel, so its
 // jobs are captured like any other.)
 func (s *Stages) captureNeeds(j *job.Response, stage string) CaptureNeeds {
-	if s.Cfg.Slack.TokenFile == "" && strings.TrimSpace(s.Getenv("SLACK_BOT_TOKEN")) == "" {
-		return CaptureNeeds{}
-	}
-	if !replies.ValidChannel(j.Chat().Channel) {
+	if !s.chatConfigured(j.Chat().Channel) {
 		return CaptureNeeds{}
 	}
 	return CaptureNeeds{
-		Reply:    capturesReply(stage) && s.Cfg.Slack.Reply != "never",
-		Progress: IsUserScript(stage) && s.Cfg.Slack.Ack && s.Cfg.Slack.ProgressInterval.D() > 0,
+		Reply:    capturesReply(stage) && s.replyCfg(j).Reply != "never",
+		Progress: IsUserScript(stage) && s.replyCfg(j).Ack && s.replyCfg(j).ProgressInterval.D() > 0,
 	}
 }
 

@@ -9,14 +9,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/delivery"
 	"github.com/chatops-executor/chatops-executor/job"
 	"github.com/chatops-executor/chatops-executor/replies"
 )
 
 // Time budgets for chat delivery within a stage are slack.prepare_budget, cleanup_budget
-// and flush_budget. What does not get through in time waits in the outbox for a later
-// stage, cleanup or `flush`; a stage never fails because of chat.
+// and flush_budget (for a Mattermost job, [mattermost]'s when it sets them). What does not
+// get through in time waits in the outbox for a later stage, cleanup or `flush`; a stage
+// never fails because of chat.
 
 // NewPoster makes the Slack client. It is a variable of Stages so tests can count calls;
 // the default is delivery.NewSlack.
@@ -35,11 +37,27 @@ type chat struct {
 	user    string
 	job     replies.Job
 	secrets replies.Secrets
+	// backend, render and inlineLimit are the chat's: Slack's or Mattermost's (chatmm.go).
+	backend     delivery.Backend
+	render      renderer
+	inlineLimit int
+	validUser   func(string) bool
+	// cfg is how replies behave in this chat: [slack]'s keys, or [mattermost]'s over them.
+	cfg config.Slack
 }
 
 // openChat opens the job's chat, or returns nil (with the reason in the log) when replies
-// are off: no Slack token, or a CHAT_CHANNEL that is not a channel id.
+// are off: no token for the job's chat, or a CHAT_CHANNEL that is not a channel id.
 func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
+	c := j.Chat()
+	k, ok := kindOf(c.Channel)
+	if !ok {
+		fmt.Fprintf(log, "%s: no chat reply: CHAT_CHANNEL %q is not a Slack or Mattermost channel id\n", DriverName, oneLineForLog(c.Channel))
+		return nil
+	}
+	if k.backend == delivery.BackendMattermost {
+		return s.openMattermost(j, log)
+	}
 	token, err := s.Cfg.SlackToken(s.Getenv)
 	if err != nil {
 		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
@@ -49,25 +67,22 @@ func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
 		fmt.Fprintf(log, "%s: chat replies are off: no slack.token_file or SLACK_BOT_TOKEN\n", DriverName)
 		return nil
 	}
-	c := j.Chat()
-	if !replies.ValidChannel(c.Channel) {
-		fmt.Fprintf(log, "%s: no chat reply: CHAT_CHANNEL %q is not a Slack channel id\n", DriverName, oneLineForLog(c.Channel))
-		return nil
-	}
-	newPoster := s.NewPoster
-	if newPoster == nil {
-		newPoster = defaultPoster
-	}
-	p, err := newPoster(token, s.Cfg.Slack.APIURL)
-	if err == nil {
-		// Every executor process on the host spends one Slack rate budget.
-		p, err = delivery.HostBudget(p, s.Cfg.Executor.StateDir, s.Cfg.Slack.RateShare)
-	}
-	if err != nil {
-		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
+	p := s.slackPoster(log)
+	if p == nil {
 		return nil
 	}
 	ob := delivery.Open(s.Cfg.Executor.StateDir, p, DeliveryOptions(Metrics(s.Cfg), delivery.Options{}, log))
+	if mp := s.mattermostForFlush(); mp != nil {
+		ob.Use(delivery.BackendMattermost, mp) // other jobs' waiting Mattermost replies
+	}
+	return s.newChat(j, ob, log)
+}
+
+// newChat is the job's chat on ob, with Slack's markup and limits; nil when the job id
+// cannot name a queue.
+func (s *Stages) newChat(j *job.Response, ob *delivery.Outbox, log io.Writer) *chat {
+	c := j.Chat()
+	k, _ := kindOf(c.Channel)
 	q, err := ob.Job(j.IDString())
 	if err != nil {
 		fmt.Fprintf(log, "%s: chat replies are off: %v\n", DriverName, err)
@@ -76,6 +91,8 @@ func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
 	secrets := replies.SecretsOf(j, s.Getenv)
 	return &chat{
 		outbox: ob, queue: q, channel: c.Channel, user: c.UserID, secrets: secrets,
+		backend: delivery.BackendSlack, render: slackMrkdwn{}, inlineLimit: s.Cfg.Slack.InlineLimit, validUser: k.validUser,
+		cfg: s.replyCfg(j),
 		job: replies.Job{
 			ID: j.ID, Name: j.Info.Name, Project: j.ProjectPath(), URL: s.jobURL(j),
 			ChatUser: c.UserID, Input: c.Input, Secrets: secrets,
@@ -112,11 +129,12 @@ func (c *chat) send(ctx context.Context, log io.Writer, budget time.Duration, ms
 	if len(msgs) == 0 {
 		return
 	}
-	rep, err := c.queue.Send(ctx, budget, msgs...)
+	rep, err := c.queue.Send(ctx, budget, c.tag(msgs)...)
 	if err != nil {
 		fmt.Fprintf(log, "%s: chat reply not queued: %v\n", DriverName, err)
 		return
 	}
+	logNotes(log, rep)
 	if !rep.Clear() {
 		fmt.Fprintf(log, "%s: chat: %s (run '%s flush' to retry)\n", DriverName, rep.String(), DriverName)
 	}
@@ -127,7 +145,7 @@ func (c *chat) send(ctx context.Context, log io.Writer, budget time.Duration, ms
 // a verified chat job chose CHAT_USER_ID and CHAT_CHANNEL itself.
 func (s *Stages) announce(ctx context.Context, j *job.Response, d *Decision) {
 	denied := d != nil
-	if !denied && !s.Cfg.Slack.Ack {
+	if !denied && !s.replyCfg(j).Ack {
 		return
 	}
 	if denied && !d.TellRequester {
@@ -139,26 +157,26 @@ func (s *Stages) announce(ctx context.Context, j *job.Response, d *Decision) {
 		return
 	}
 	if denied {
-		if !replies.ValidUser(c.user) {
-			fmt.Fprintf(s.Stderr, "%s: cannot tell the requester in chat: CHAT_USER_ID %q is not a Slack user id\n", DriverName, oneLineForLog(c.user))
+		if !c.validUser(c.user) {
+			fmt.Fprintf(s.Stderr, "%s: cannot tell the requester in chat: CHAT_USER_ID %q is not a user id of the channel's chat\n", DriverName, oneLineForLog(c.user))
 			return
 		}
 		if c.queue.Has("denied") {
-			c.deliver(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D())
+			c.deliver(ctx, s.Stderr, c.cfg.PrepareBudget.D())
 			return
 		}
-		c.send(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D(), delivery.Message{
-			Kind: delivery.KindEphemeral, Name: "denied", Channel: c.channel, User: c.user, Text: replies.DeniedText(j.ID, d.Rule, s.trustedJobURL(j)),
+		c.send(ctx, s.Stderr, c.cfg.PrepareBudget.D(), delivery.Message{
+			Kind: delivery.KindEphemeral, Name: "denied", Channel: c.channel, User: c.user, Text: c.render.DeniedText(j.ID, d.Rule, s.trustedJobURL(j)),
 		})
 		return
 	}
 	if c.queue.Has("start") {
 		// A retried prepare: the first attempt queued it; deliver what may still wait.
-		c.deliver(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D())
+		c.deliver(ctx, s.Stderr, c.cfg.PrepareBudget.D())
 		return
 	}
-	c.send(ctx, s.Stderr, s.Cfg.Slack.PrepareBudget.D(), delivery.Message{
-		Kind: delivery.KindPost, Name: "start", Channel: c.channel, Text: replies.StartText(c.job),
+	c.send(ctx, s.Stderr, c.cfg.PrepareBudget.D(), delivery.Message{
+		Kind: delivery.KindPost, Name: "start", Channel: c.channel, Text: c.render.StartText(c.job),
 	})
 }
 
@@ -168,8 +186,8 @@ const progressTimeout = 5 * time.Second
 // progress edits the start message every progress_interval while a user-script stage
 // runs, until ctx ends (the stage is over; an edit in flight is abandoned).
 func (s *Stages) progress(ctx context.Context, j *job.Response, rec JobRecord, rc *ReplyCapture) {
-	every := s.Cfg.Slack.ProgressInterval.D()
-	if every <= 0 || !s.Cfg.Slack.Ack {
+	every := s.replyCfg(j).ProgressInterval.D()
+	if every <= 0 || !s.replyCfg(j).Ack {
 		return
 	}
 	c := s.openChat(j, io.Discard)
@@ -190,7 +208,7 @@ func (s *Stages) progress(ctx context.Context, j *job.Response, rec JobRecord, r
 				clean = replies.CleanCutString
 			}
 			last := clean(raw, replies.CleanOptions{Plain: true, Secrets: c.secrets})
-			text := replies.ProgressText(c.job, s.now().Sub(rec.PreparedAt), last)
+			text := c.render.ProgressText(c.job, s.now().Sub(rec.PreparedAt), last)
 			tctx, cancel := context.WithTimeout(ctx, min(every, progressTimeout))
 			_ = c.queue.Progress(tctx, "start", text) // best effort: the next tick tries again
 			cancel()
@@ -215,15 +233,15 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 		// The requester was told in prepare, or the reply is already queued.
 		return c, c.close()
 	}
-	haveStart := s.Cfg.Slack.Ack && c.queue.Has("start")
+	haveStart := c.cfg.Ack && c.queue.Has("start")
 	var msgs []delivery.Message
 	if haveStart {
-		msgs = append(msgs, delivery.Message{Kind: delivery.KindUpdate, Target: "start", Channel: c.channel, Text: replies.StatusText(c.job, status)})
+		msgs = append(msgs, delivery.Message{Kind: delivery.KindUpdate, Target: "start", Channel: c.channel, Text: c.render.StatusText(c.job, status)})
 	}
 	if s.wantsOutput(j) {
-		rich := s.readReply(j, st, c.secrets)
+		rich := s.readReply(j, st, c)
 		defer rich.close() // after Enqueue: the outbox has its own copies by then
-		out, text, err := s.buildOutput(st, c.secrets, status)
+		out, text, err := s.buildOutput(st, c, status, !haveStart)
 		if err != nil {
 			fmt.Fprintf(s.Stderr, "%s: chat reply: %v\n", DriverName, err)
 		}
@@ -231,12 +249,12 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 			defer text.Close()
 		}
 		thread := ""
-		if haveStart && s.Cfg.Slack.Thread {
+		if haveStart && c.cfg.Thread {
 			thread = "start"
 		}
 		body := out.Text
 		if !haveStart {
-			body = strings.TrimSpace(replies.StatusText(c.job, status) + "\n" + out.Text)
+			body = strings.TrimSpace(c.render.StatusText(c.job, status) + "\n" + out.Text)
 		}
 		var upload *delivery.Message
 		if out.Upload {
@@ -251,7 +269,7 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 			// What the job left in CHATOPS_REPLY_DIR shapes the reply (replydir.go).
 			prefix := ""
 			if !haveStart {
-				prefix = replies.StatusText(c.job, status)
+				prefix = c.render.StatusText(c.job, status)
 			}
 			msgs = append(msgs, s.richMessages(c, rich, j, thread, prefix, body, upload)...)
 		case upload != nil:
@@ -264,7 +282,7 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 		return c, c.close()
 	}
 	msgs[0].Name = finalName
-	if err := c.queue.Enqueue(msgs...); err != nil {
+	if err := c.queue.Enqueue(c.tag(msgs)...); err != nil {
 		// Most likely the disk is full (the job's own output may have filled it): the raw
 		// output goes to make room, and the status alone is queued, saying why.
 		fmt.Fprintf(s.Stderr, "%s: chat reply not queued: %v; queueing its status alone\n", DriverName, err)
@@ -273,12 +291,12 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 		if errors.Is(err, syscall.ENOSPC) {
 			why = "the runner's disk is full"
 		}
-		text := replies.StatusText(c.job, status) + "\n_(the output could not be kept for chat: " + why + ")_"
+		text := c.render.StatusText(c.job, status) + "\n_(the output could not be kept for chat: " + why + ")_"
 		short := delivery.Message{Kind: delivery.KindPost, Name: finalName, Channel: c.channel, Text: text}
 		if haveStart {
 			short = delivery.Message{Kind: delivery.KindUpdate, Name: finalName, Target: "start", Channel: c.channel, Text: text}
 		}
-		if err := c.queue.Enqueue(short); err != nil {
+		if err := c.queue.Enqueue(c.tag([]delivery.Message{short})...); err != nil {
 			return c, fmt.Errorf("chat reply not queued: %w", err)
 		}
 	}
@@ -296,13 +314,13 @@ func (c *chat) close() error {
 
 // deliverReply sends what the job's queue holds within cleanup's budget.
 func (s *Stages) deliverReply(ctx context.Context, c *chat) {
-	c.deliver(ctx, s.Stderr, s.Cfg.Slack.CleanupBudget.D())
+	c.deliver(ctx, s.Stderr, c.cfg.CleanupBudget.D())
 }
 
 // flushOthers delivers what other jobs left waiting, within slack.flush_budget: Slack is
 // evidently up.
 func (s *Stages) flushOthers(ctx context.Context, j *job.Response, c *chat) {
-	fb := s.Cfg.Slack.FlushBudget.D()
+	fb := c.cfg.FlushBudget.D()
 	reps, err := c.outbox.Flush(ctx, delivery.FlushOptions{Skip: j.IDString(), JobBudget: fb / 2, Total: fb})
 	if err != nil {
 		fmt.Fprintf(s.Stderr, "%s: chat: flushing the outbox: %v\n", DriverName, err)
@@ -322,6 +340,7 @@ func (c *chat) deliver(ctx context.Context, log io.Writer, budget time.Duration)
 		fmt.Fprintf(log, "%s: chat: %v\n", DriverName, err)
 		return
 	}
+	logNotes(log, rep)
 	if !rep.Clear() {
 		fmt.Fprintf(log, "%s: chat: %s (run '%s flush' to retry)\n", DriverName, rep.String(), DriverName)
 	}
@@ -332,7 +351,8 @@ func (c *chat) deliver(ctx context.Context, log io.Writer, budget time.Duration)
 // slash command created the pipeline. When the creation time is unknown, we reply: a
 // duplicate is better than silence.
 func (s *Stages) wantsOutput(j *job.Response) bool {
-	switch s.Cfg.Slack.Reply {
+	rc := s.replyCfg(j)
+	switch rc.Reply {
 	case "never":
 		return false
 	case "after-window":
@@ -340,7 +360,7 @@ func (s *Stages) wantsOutput(j *job.Response) bool {
 		if err != nil {
 			return true
 		}
-		return s.now().Sub(created) > s.Cfg.Slack.ReplyWindow.D()
+		return s.now().Sub(created) > rc.ReplyWindow.D()
 	default:
 		return true
 	}

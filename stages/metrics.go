@@ -3,6 +3,7 @@ package stages
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/chatops-executor/chatops-executor/config"
@@ -32,7 +33,11 @@ func DeliveryOptions(m *metrics.Store, o delivery.Options, log io.Writer) delive
 		}
 	}
 	o.On429 = func(method string) {
-		if err := m.RateLimited(method); err != nil {
+		count := m.RateLimited
+		if mm, ok := strings.CutPrefix(method, "mattermost."); ok {
+			count, method = m.MattermostRateLimited, mm
+		}
+		if err := count(method); err != nil {
 			fmt.Fprintf(log, "%s: %v\n", DriverName, err)
 		}
 	}

@@ -7,13 +7,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"unicode/utf8"
+
+	"github.com/chatops-executor/chatops-executor/delivery"
 
 	"github.com/chatops-executor/chatops-executor/replies"
 )
 
 // buildOutput cleans the captured reply source into a plain-text file in the job's state
 // and formats it. The returned file (nil when there is none) is the upload's content.
-func (s *Stages) buildOutput(st State, secrets replies.Secrets, status replies.Status) (replies.Output, *os.File, error) {
+// withStatus says the output shares its post with the status line, which then counts
+// against the chat's post limit.
+func (s *Stages) buildOutput(st State, c *chat, status replies.Status, withStatus bool) (replies.Output, *os.File, error) {
+	secrets := c.secrets
 	counts, err := readCounts(st)
 	if err != nil {
 		return replies.Output{}, nil, err
@@ -62,7 +68,13 @@ func (s *Stages) buildOutput(st State, secrets replies.Secrets, status replies.S
 		f.Close()
 		return replies.Output{}, nil, fmt.Errorf("read reply: %w", err)
 	}
-	out, err := replies.FormatOutput(f, size, status, s.Cfg.Slack.InlineLimit)
+	limit := c.inlineLimit
+	if c.backend == delivery.BackendMattermost && withStatus {
+		// Mattermost refuses a longer post rather than cutting it: the status line and its
+		// newline must fit beside the output.
+		limit = min(limit, replies.MattermostMaxRunes-utf8.RuneCountInString(c.render.StatusText(c.job, status))-1)
+	}
+	out, err := c.render.FormatOutput(f, size, status, limit)
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}

@@ -94,6 +94,8 @@ type richReply struct {
 	notes   []string // redacted; what was not used and why
 	read    *replydir.Reply
 	opened  []*os.File // the spooled copies being queued
+	// mattermost: the reply is for Mattermost, whose posts are Markdown and have no blocks.
+	mattermost bool
 }
 
 func (r *richReply) close() {
@@ -108,9 +110,10 @@ func (r *richReply) close() {
 	}
 }
 
-// readReply reads the job's reply directory at cleanup; nil when it is missing or empty.
-// What cannot be used is in notes, and in the runner's log.
-func (s *Stages) readReply(j *job.Response, st State, secrets replies.Secrets) *richReply {
+// readReply reads the job's reply directory at cleanup for the job's chat c; nil when it
+// is missing or empty. What cannot be used is in notes, and in the runner's log.
+func (s *Stages) readReply(j *job.Response, st State, c *chat) *richReply {
+	secrets := c.secrets
 	dir := s.replyDir(j.ID)
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -127,16 +130,25 @@ func (s *Stages) readReply(j *job.Response, st State, secrets replies.Secrets) *
 		return &richReply{notes: []string{m.Redact("the reply directory was not read: " + err.Error())}}
 	}
 	allow := s.allowMentions(rec)
-	r := &richReply{read: rd, files: rd.Files}
+	r := &richReply{read: rd, files: rd.Files, mattermost: c.backend == delivery.BackendMattermost}
 	if rd.HasMessage {
-		r.text, r.hasText = replies.ReplyText(rd.Message, m, allow), true
-		r.text = cutRunes(r.text, maxReplyText, "\n_[… message.md was cut: Slack shows at most 39,000 characters …]_")
+		if r.mattermost {
+			r.text = replies.ReplyMarkdown(rd.Message, m, allow)
+			r.text = cutRunes(r.text, maxMattermostText, "\n_[… message.md was cut: a Mattermost post holds at most 16,383 characters …]_")
+		} else {
+			r.text = replies.ReplyText(rd.Message, m, allow)
+			r.text = cutRunes(r.text, maxReplyText, "\n_[… message.md was cut: Slack shows at most 39,000 characters …]_")
+		}
+		r.hasText = true
 		if r.text == "" {
 			r.hasText = false
 			rd.Notes = append(rd.Notes, replydir.MessageName+" was not used: it is empty")
 		}
 	}
-	if rd.Blocks != nil {
+	switch {
+	case rd.Blocks != nil && r.mattermost:
+		rd.Notes = append(rd.Notes, replydir.BlocksName+" was not used: Mattermost has no Block Kit (message.md is the way to shape a Mattermost reply)")
+	case rd.Blocks != nil:
 		b, err := replies.ReplyBlocks(rd.Blocks, m, allow)
 		if err != nil {
 			rd.Notes = append(rd.Notes, replydir.BlocksName+" was not used: "+err.Error())
@@ -156,8 +168,12 @@ func (s *Stages) readReply(j *job.Response, st State, secrets replies.Secrets) *
 	return r
 }
 
-// maxReplyText leaves room within Slack's 40,000 characters for the status line.
-const maxReplyText = 39000
+// maxReplyText leaves room within Slack's 40,000 characters for the status line, and
+// maxMattermostText within Mattermost's 16,383 for it and the cut note.
+const (
+	maxReplyText      = 39000
+	maxMattermostText = 15800
+)
 
 func cutRunes(s string, n int, note string) string {
 	if utf8.RuneCountInString(s) <= n {
@@ -173,10 +189,14 @@ func cutRunes(s string, n int, note string) string {
 	return s
 }
 
-// notesText is the notes as a line of the reply (mrkdwn, escaped).
-func notesText(notes []string) string {
+// notesText is the notes as a line of the reply, escaped for the chat's markup (Slack's
+// mrkdwn, or Mattermost's Markdown when mattermost).
+func notesText(notes []string, mattermost bool) string {
 	if len(notes) == 0 {
 		return ""
+	}
+	if mattermost {
+		return "_" + replies.EscapeMarkdown(strings.Join(notes, "; ")) + "_"
 	}
 	return "_" + replies.EscapeSlack(strings.Join(notes, "; ")) + "_"
 }
@@ -203,7 +223,7 @@ func (s *Stages) richMessages(c *chat, r *richReply, j *job.Response, thread, pr
 			blocks = nil
 		}
 	}
-	notes := notesText(r.notes)
+	notes := notesText(r.notes, r.mattermost)
 	if blocks != nil && notes != "" {
 		// Text is not shown with blocks: the notes need a block of their own.
 		if b, err := withBlocks(blocks, nil, []json.RawMessage{contextBlock(notes)}); err == nil {

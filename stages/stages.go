@@ -60,6 +60,8 @@ type Stages struct {
 	Signals <-chan os.Signal
 	// NewPoster makes the Slack client; nil means delivery.NewSlack.
 	NewPoster NewPoster
+	// NewMattermost makes the Mattermost client; nil means delivery.NewMattermost.
+	NewMattermost NewMattermostPoster
 	// Geteuid is the executor's effective uid; nil means os.Geteuid.
 	Geteuid func() int
 	// GitLab, when set, tells cleanup how GitLab sees a job the runner stopped.
