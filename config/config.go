@@ -85,6 +85,8 @@ type Slack struct {
 	// RateShare is this host's share of Slack's rate limits (1/N for a fleet of N hosts
 	// posting as one app); 0 turns the host's shared rate budget off.
 	RateShare float64 `toml:"rate_share"`
+	// ChatControl holds cancellers and control_interval (approval.go).
+	ChatControl
 }
 
 // Policy decides which chat jobs may run.
@@ -115,6 +117,8 @@ type Rule struct {
 	Groups         []string `toml:"groups"`
 	MinAccessLevel int      `toml:"min_access_level"`
 	Input          string   `toml:"input"`
+	// Approval holds the keys of action = "approve" (approval.go).
+	Approval
 }
 
 // Default returns the configuration used for every key the file does not set.
@@ -146,6 +150,7 @@ func Default() Config {
 			CleanupBudget: Duration(15 * time.Second),
 			FlushBudget:   Duration(5 * time.Second),
 			RateShare:     1,
+			ChatControl:   ChatControl{ControlInterval: Duration(DefaultControlInterval)},
 		},
 		Policy: Policy{
 			Default: "deny",
@@ -403,8 +408,8 @@ func (c *Config) validate() []Problem {
 		}
 		if r.Action == "" {
 			add(key+".action", `missing: every rule needs action = "allow" or action = "deny"`)
-		} else if r.Action != "allow" && r.Action != "deny" {
-			add(key+".action", `must be "allow" or "deny", got %q`, r.Action)
+		} else if r.Action != "allow" && r.Action != "deny" && r.Action != "approve" {
+			add(key+".action", `must be "allow", "deny" or "approve", got %q`, r.Action)
 		}
 		if (len(r.Groups) > 0 || r.MinAccessLevel > 0) && c.GitLab.TokenFile == "" {
 			add(key+".groups", "group and access-level conditions need gitlab.token_file (a read_api token)")
@@ -416,7 +421,7 @@ func (c *Config) validate() []Problem {
 			add(key+".min_access_level", "must be a GitLab access level (10, 20, 30, 40, 50), got %d", r.MinAccessLevel)
 		}
 	}
-	return ps
+	return append(ps, c.validateControl()...)
 }
 
 // Locate fills in the line of each problem found after loading (by another package, such

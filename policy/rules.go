@@ -16,6 +16,7 @@ type rule struct {
 	name     string // Name, or "policy.rule[N]" when unnamed
 	key      string // "policy.rule[N] (name)", for config problems
 	allow    bool
+	approve  bool // action = "approve": allow, once approved in chat
 	cfg      config.Rule
 	jobs     []*regexp.Regexp
 	projects []*regexp.Regexp
@@ -23,6 +24,9 @@ type rule struct {
 }
 
 func (r *rule) action() string {
+	if r.approve {
+		return "approve"
+	}
 	if r.allow {
 		return "allow"
 	}
@@ -82,9 +86,11 @@ func compile(cfg *config.Config, offline bool) ([]*rule, []config.Problem) {
 		switch rc.Action {
 		case "allow":
 			r.allow = true
+		case "approve":
+			r.allow, r.approve = true, true
 		case "deny":
 		default:
-			add(r.key+".action", `must be "allow" or "deny", got %q`, rc.Action)
+			add(r.key+".action", `must be "allow", "deny" or "approve", got %q`, rc.Action)
 		}
 		for _, p := range rc.Jobs {
 			re, err := compileGlob(p, false)

@@ -99,6 +99,7 @@ type Server struct {
 	channels   map[string]Channel
 	limits     map[string]*limiter // SetLimit
 	throttled  map[string]int      // 429s answered by limits, per method
+	control    *controlState       // reactions and user groups (reactions.go)
 }
 
 // upload is a file between files.getUploadURLExternal and its completion.
