@@ -52,6 +52,18 @@ type ChatControl struct {
 	ControlInterval Duration `toml:"control_interval"`
 }
 
+// RunnerTimeouts mirrors the runner's own timeouts for the executor, which cannot read the
+// runner's config.toml: `check` compares approval_timeout with PrepareExecTimeout
+// (Executor embeds it).
+type RunnerTimeouts struct {
+	// PrepareExecTimeout is [runners.custom] prepare_exec_timeout of the runner that runs
+	// the executor; the runner kills a prepare that takes longer, approval wait included.
+	PrepareExecTimeout Duration `toml:"prepare_exec_timeout"`
+}
+
+// DefaultPrepareExecTimeout is the runner's default prepare_exec_timeout.
+const DefaultPrepareExecTimeout = time.Hour
+
 // DefaultControlInterval is slack.control_interval when the file sets none.
 const DefaultControlInterval = 15 * time.Second
 
@@ -67,6 +79,9 @@ func (c *Config) validateControl() []Problem {
 	var ps []Problem
 	add := func(key, format string, args ...any) {
 		ps = append(ps, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if c.Executor.PrepareExecTimeout.D() <= 0 {
+		add("executor.prepare_exec_timeout", "must be positive (the runner's [runners.custom] prepare_exec_timeout; 1h by default)")
 	}
 	if d := c.Slack.ControlInterval.D(); d <= 0 || d > 10*time.Minute {
 		add("slack.control_interval", "must be positive and at most 10m, got %s", c.Slack.ControlInterval)

@@ -56,6 +56,8 @@ type Executor struct {
 	// MaxStateSize bounds the disk all jobs' captured output may take in state_dir
 	// together; what does not fit is left out of the replies, never out of the job.
 	MaxStateSize Size `toml:"max_state_size"`
+	// RunnerTimeouts holds prepare_exec_timeout (approval.go).
+	RunnerTimeouts
 }
 
 // GitLab configures the trusted GitLab API used to verify who started a job.
@@ -125,13 +127,14 @@ type Rule struct {
 func Default() Config {
 	return Config{
 		Executor: Executor{
-			BuildsDir:    "/var/lib/chatops-executor/builds",
-			CacheDir:     "/var/lib/chatops-executor/cache",
-			StateDir:     "/var/lib/chatops-executor/state",
-			Shell:        "bash",
-			NonChatJobs:  "reject",
-			KillGrace:    Duration(10 * time.Second),
-			MaxStateSize: Size(4 << 30),
+			BuildsDir:      "/var/lib/chatops-executor/builds",
+			CacheDir:       "/var/lib/chatops-executor/cache",
+			StateDir:       "/var/lib/chatops-executor/state",
+			Shell:          "bash",
+			NonChatJobs:    "reject",
+			KillGrace:      Duration(10 * time.Second),
+			MaxStateSize:   Size(4 << 30),
+			RunnerTimeouts: RunnerTimeouts{PrepareExecTimeout: Duration(DefaultPrepareExecTimeout)},
 		},
 		GitLab: GitLab{
 			VerifyIdentity: true,

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/chatops-executor/chatops-executor/config"
 )
 
 // Approval is what a rule with action = "approve" asks before its job may run: Needed
@@ -52,5 +54,21 @@ func (r *rule) approval() *Approval {
 	return &Approval{
 		Approvers: r.cfg.Approvers, Groups: r.cfg.ApproverGroups,
 		Needed: r.cfg.NeededApprovals(), Timeout: r.cfg.Timeout(),
+	}
+}
+
+// approvalWarnings warns when an approve rule's wait is not well below the runner's
+// prepare timeout: the runner would kill the prepare, wait included, and the requester
+// would see a system failure instead of "expired". "Well below" leaves a fifth of the
+// prepare timeout, and at least two control intervals and a minute, for the rest of
+// prepare.
+func approvalWarnings(cfg *config.Config, r *rule, warn func(key, format string, args ...any)) {
+	if !r.approve {
+		return
+	}
+	limit := cfg.Executor.PrepareExecTimeout.D()
+	margin := max(limit/5, 2*cfg.Slack.ControlInterval.D()+time.Minute)
+	if t := r.cfg.Timeout(); t > limit-margin {
+		warn(r.key+".approval_timeout", "%s is not well below the runner's prepare_exec_timeout (%s, executor.prepare_exec_timeout): the runner would kill the wait before it expires; keep it under %s, or raise prepare_exec_timeout in the runner's [runners.custom] and here", t, limit, limit-margin)
 	}
 }

@@ -144,6 +144,7 @@ func compile(cfg *config.Config, offline bool) ([]*rule, []config.Problem) {
 				add(r.key+".users", "user, group and access-level conditions need gitlab.verify_identity = true: without it no identity is verified and the rule can never hold")
 			}
 		}
+		approvalWarnings(cfg, r, warn)
 		if len(rc.Jobs) == 0 && len(rc.Projects) == 0 && len(rc.Channels) == 0 && len(rc.ChatUsers) == 0 &&
 			!r.needsIdentity() && rc.Input == "" && catchAll == 0 {
 			catchAll = r.index

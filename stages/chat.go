@@ -29,6 +29,7 @@ func defaultPoster(token, apiURL string) (delivery.Poster, error) {
 // chat is a job's way to the channel: its outbox queue, the channel, and what a reply
 // says about it.
 type chat struct {
+	poster  delivery.Poster // behind the host's rate budget
 	outbox  *delivery.Outbox
 	queue   *delivery.Job
 	channel string
@@ -75,7 +76,7 @@ func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
 	}
 	secrets := replies.SecretsOf(j, s.Getenv)
 	return &chat{
-		outbox: ob, queue: q, channel: c.Channel, user: c.UserID, secrets: secrets,
+		poster: p, outbox: ob, queue: q, channel: c.Channel, user: c.UserID, secrets: secrets,
 		job: replies.Job{
 			ID: j.ID, Name: j.Info.Name, Project: j.ProjectPath(), URL: s.jobURL(j),
 			ChatUser: c.UserID, Input: c.Input, Secrets: secrets,
@@ -210,7 +211,7 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 	if c == nil {
 		return nil, nil
 	}
-	status := replies.Status{State: string(o.Status), ExitCode: o.ExitCode, Elapsed: o.Elapsed, Reason: o.Reason}
+	status := replies.Status{State: string(o.Status), ExitCode: o.ExitCode, Elapsed: o.Elapsed, Reason: o.Reason, CancelledBy: o.CancelledBy}
 	if o.Status == Denied || c.queue.Has(finalName) {
 		// The requester was told in prepare, or the reply is already queued.
 		return c, c.close()

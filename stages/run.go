@@ -73,13 +73,16 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	s.startStage(st, result)
 	capture := NewReplyCapture(st, s.captureNeeds(j, stage))
 	capture.Bound(s.Cfg.Executor.StateDir, int64(s.Cfg.Executor.MaxStateSize))
+	var chatCancel <-chan string
 	if IsUserScript(stage) {
 		pctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); s.progress(pctx, j, rec, capture) }()
-		defer func() { stop(); <-done }()
+		var watching <-chan struct{}
+		chatCancel, watching = s.watchCancel(pctx, j, rec) // chatcancel.go
+		defer func() { stop(); <-done; <-watching }()
 	}
-	runErr := s.runScript(st, u, rec.BuildDir, scriptPath, stage, capture, &result)
+	runErr := s.runScript(st, u, rec.BuildDir, scriptPath, stage, capture, chatCancel, &result)
 	result.EndedAt = s.now()
 	if kind, _, _ := failure.Classify(runErr); runErr != nil && kind == failure.System && result.Error == "" {
 		result.Error = runErr.Error()
@@ -96,7 +99,8 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 // gone, for the output pipe to close: a process that left the group (setsid) may hold it.
 const outputLinger = 5 * time.Second
 
-func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, capture Capturer, result *StageRecord) error {
+// cancel delivers the Slack user whose :octagonal_sign: cancels the job (nil: none).
+func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, capture Capturer, cancel <-chan string, result *StageRecord) error {
 	shell, err := exec.LookPath(s.Cfg.Executor.Shell)
 	if err != nil {
 		return failure.Systemf("find shell %q: %w", s.Cfg.Executor.Shell, err)
@@ -186,6 +190,17 @@ loop:
 			terminate(u, pgid, syscall.SIGTERM)
 			s.noteTerminated(st, *result)
 			killTimer = time.After(s.Cfg.Executor.KillGrace.D())
+		case by := <-cancel:
+			if terminated {
+				continue
+			}
+			terminated = true
+			result.Terminated, result.TerminatedAt, result.CancelledBy = true, s.now(), by
+			fmt.Fprintf(s.Stderr, "\n%s: cancelled from chat by Slack user %s: stopping the job's processes (grace period %s)\n",
+				DriverName, by, s.Cfg.Executor.KillGrace)
+			terminate(u, pgid, syscall.SIGTERM)
+			s.noteTerminated(st, *result)
+			killTimer = time.After(s.Cfg.Executor.KillGrace.D())
 		case <-killTimer:
 			fmt.Fprintf(s.Stderr, "%s: processes still running after %s: killing them\n", DriverName, s.Cfg.Executor.KillGrace)
 			terminate(u, pgid, syscall.SIGKILL)
@@ -219,6 +234,9 @@ loop:
 
 	code, sigName := exitStatus(cmd.ProcessState)
 	result.ExitCode, result.Signal = code, sigName
+	if terminated && result.CancelledBy != "" {
+		return failure.Buildf("job cancelled from chat by Slack user %s", result.CancelledBy)
+	}
 	if terminated {
 		return failure.Buildf("job stopped by the runner (cancelled or timed out)")
 	}
