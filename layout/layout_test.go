@@ -28,6 +28,7 @@ var forbidden = map[string][]string{
 	"delivery":   {"stages", "executor", "emulator", "tryjob", "policy"},
 	"bashscript": {"stages", "executor", "emulator", "tryjob", "policy", "delivery"},
 	"preflight":  {"stages", "executor", "emulator", "tryjob", "policy", "delivery"},
+	"control":    {"stages", "executor", "emulator", "tryjob", "policy", "delivery", "config", "replies", "audit", "gitlab", "job"},
 	"stages":     {"executor", "emulator", "tryjob"},
 	"emulator":   {"executor", "stages", "tryjob"},
 	"tryjob":     {"executor", "stages"},
