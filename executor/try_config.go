@@ -28,6 +28,8 @@ type trySetup struct {
 	slackToken string                // for the runner's environment; "" when the config has a file
 	// apiURL and tokenFile are the Slack a denial is shown through (set with a *deniedError).
 	apiURL, tokenFile string
+	// approval is what the admin's rule asks before the job runs (nil: nothing).
+	approval *policy.Approval
 }
 
 // tryDefaults is the config without --config: everything private to the run, every
@@ -53,6 +55,7 @@ func tryUIDs() jobuser.Range { return jobuser.RandomRange(8) }
 // tryRequest is what the policy sees of try's chat request.
 type tryRequest struct {
 	job, project, channel, chatUser, input, user string
+	approveAs                                    []string // --approve-as
 }
 
 // deniedError is the admin's policy refusing the request: try shows the requester's
@@ -126,6 +129,10 @@ func (a *app) tryConfig(ctx context.Context, dir string, post bool, req tryReque
 	if !d.Allow {
 		s.apiURL, s.tokenFile = cfg.Slack.APIURL, cfg.Slack.TokenFile
 		return s, &deniedError{d: d}
+	}
+	if d.Approval != nil {
+		s.approval = d.Approval
+		tryApprovalRule(cfg, d.Rule, d.Approval, !post, req.approveAs)
 	}
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {
