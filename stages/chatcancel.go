@@ -54,17 +54,15 @@ func (s *Stages) watchCancel(ctx context.Context, j *job.Response, rec JobRecord
 			return
 		case <-t.C:
 		}
-		who := control.WatchCancel(ctx, rd, w)
-		if who == "" {
-			return
+		if who := control.WatchCancel(ctx, rd, w); who != "" {
+			by <- who // the stage audits it once it acted on it (Run)
 		}
-		s.auditCancel(j, rec, who)
-		by <- who
 	}()
 	return by, done
 }
 
-// auditCancel writes the cancel's audit record; a cancel is never held up by the log.
+// auditCancel writes the audit record of a cancel the stage acted on; a cancel is never
+// held up by the log.
 func (s *Stages) auditCancel(j *job.Response, rec JobRecord, by string) {
 	a := s.auditor()
 	if a == nil {

@@ -84,6 +84,9 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	}
 	runErr := s.runScript(st, u, rec.BuildDir, scriptPath, stage, capture, chatCancel, &result)
 	result.EndedAt = s.now()
+	if result.CancelledBy != "" {
+		s.auditCancel(j, rec, result.CancelledBy) // chatcancel.go
+	}
 	if kind, _, _ := failure.Classify(runErr); runErr != nil && kind == failure.System && result.Error == "" {
 		result.Error = runErr.Error()
 	}
