@@ -61,6 +61,10 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	if !rec.Decided {
 		return failure.Systemf("job %d was never decided by the policy: prepare did not finish", j.ID)
 	}
+	if rec.Approval != nil && !rec.Approved {
+		// Prepare never lets this happen; should a record say so anyway, nothing runs.
+		return failure.Buildf("job denied: rule %q needs an approval in chat, and none was recorded", rec.Rule)
+	}
 	u, err := s.userOf(rec)
 	if err != nil {
 		return err
