@@ -129,3 +129,17 @@ func (b *RateBudget) spendLow(ctx context.Context, method, bucket string, call f
 	}
 	return b.observe(bucket, call())
 }
+
+// AsReactor returns p as a Reactor when it can read reactions. A RateBudget always has the
+// methods, so it counts only when the Poster it wraps can: a platform without reactions
+// is told apart at once, not after reads that fail.
+func AsReactor(p Poster) (Reactor, bool) {
+	if b, ok := p.(*RateBudget); ok {
+		if _, ok := b.next.(Reactor); !ok {
+			return nil, false
+		}
+		return b, true
+	}
+	r, ok := p.(Reactor)
+	return r, ok
+}

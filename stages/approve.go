@@ -75,7 +75,7 @@ func (s *Stages) awaitApproval(ctx context.Context, j *job.Response, st State, r
 	if c == nil {
 		return deny(nil, audit.ApprovalFailed, fmt.Sprintf("rule %q needs an approval in chat, and chat replies are off on this runner (see the runner log), so nobody can approve it", d.Rule), ac, "")
 	}
-	rd, ok := c.poster.(delivery.Reactor)
+	rd, ok := delivery.AsReactor(c.poster)
 	if !ok {
 		return deny(c, audit.ApprovalFailed, fmt.Sprintf("rule %q needs an approval by reactions on the start message, which this chat platform does not offer; the job does not run unapproved", d.Rule), ac, "")
 	}

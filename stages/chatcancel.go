@@ -29,7 +29,7 @@ func (s *Stages) watchCancel(ctx context.Context, j *job.Response, rec JobRecord
 	c := s.openChat(j, io.Discard)
 	if c != nil && s.Cfg.Slack.Ack {
 		ts, _ = c.queue.Posted("start")
-		rd, _ = c.poster.(delivery.Reactor)
+		rd, _ = delivery.AsReactor(c.poster)
 	}
 	if rd == nil || ts == "" {
 		close(done)

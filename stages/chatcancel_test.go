@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/chatops-executor/chatops-executor/delivery"
+	"github.com/chatops-executor/chatops-executor/job"
 	"github.com/chatops-executor/chatops-executor/policy"
 	"github.com/chatops-executor/chatops-executor/replies"
 )
@@ -73,5 +76,39 @@ func TestRunRefusesAnUnapprovedJob(t *testing.T) {
 	}
 	if _, err := os.Stat(f.dir + "/ran"); err == nil {
 		t.Error("the unapproved job's script ran")
+	}
+}
+
+// approveDecider decides every job with an approve rule.
+type approveDecider struct{}
+
+func (approveDecider) Decide(context.Context, *job.Response) (Decision, error) {
+	return Decision{Allow: true, Rule: "prod", Reason: "rule prod allows, once approved",
+		Approval: &policy.Approval{Approvers: []string{"U0BOB"}, Needed: 1, Timeout: time.Minute}}, nil
+}
+
+// plainPoster is a chat platform without reactions.
+type plainPoster struct{}
+
+func (plainPoster) PostMessage(context.Context, string, string, string) (string, error) {
+	return "1.1", nil
+}
+func (plainPoster) UpdateMessage(context.Context, string, string, string) error { return nil }
+func (plainPoster) PostEphemeral(context.Context, string, string, string) error { return nil }
+func (plainPoster) UploadFile(context.Context, delivery.FileUpload) error       { return nil }
+
+// On a chat platform without reactions nobody can approve: prepare denies at once, and
+// says why.
+func TestApprovalWithoutReactionsFailsClosed(t *testing.T) {
+	f := newFixture(t, nil)
+	f.stages.Decider = approveDecider{}
+	f.stages.NewPoster = func(string, string) (delivery.Poster, error) { return plainPoster{}, nil }
+	err := f.stages.Prepare(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "which this chat platform does not offer") {
+		t.Fatalf("Prepare: %v", err)
+	}
+	rec, _ := f.state().ReadJob()
+	if !rec.Denied || rec.Approved {
+		t.Errorf("record %+v", rec)
 	}
 }
