@@ -300,6 +300,7 @@ func TestCancelFromChatStopsTheJob(t *testing.T) {
 		return len(p), nil
 	})
 	stillRunning := make(chan bool, 1)
+	reacted := make(chan time.Time, 1)
 	go func() {
 		select {
 		case <-started:
@@ -313,6 +314,7 @@ func TestCancelFromChatStopsTheJob(t *testing.T) {
 		_, err := os.Stat(filepath.Join(h.public, "finished"))
 		stillRunning <- err != nil
 		h.slack.React(m.Channel, m.TS, "octagonal_sign", opsOnCall)
+		reacted <- time.Now()
 	}()
 	res := h.run(context.Background(), emulator.Job{
 		Response: response(t, 1406, nil),
@@ -330,6 +332,14 @@ func TestCancelFromChatStopsTheJob(t *testing.T) {
 	if !<-stillRunning {
 		t.Error("a stranger's :octagonal_sign: stopped the job")
 	}
+	// A figure, not an assertion: how long the cancel took, from the reaction to the end of
+	// the job (cleanup included), at control_interval = 100ms and kill_grace = 500ms.
+	at := <-reacted
+	for _, c := range res.Calls {
+		if c.Stage == "run:build_script" {
+			t.Logf("cancel from chat: the script's stage ended %s after the reaction", c.End.Sub(at).Round(time.Millisecond))
+		}
+	}
 	if _, err := os.Stat(filepath.Join(h.public, "finished")); err == nil {
 		t.Fatal("the script ran to its end")
 	}
@@ -346,4 +356,39 @@ func TestCancelFromChatStopsTheJob(t *testing.T) {
 		t.Fatalf("audit: %v", ctl)
 	}
 	h.assertClean(1406)
+}
+
+// A member of an approver group approves; the group is resolved with
+// usergroups.users.list.
+func TestApprovalByApproverGroupMember(t *testing.T) {
+	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
+	h := newHost(t, fmt.Sprintf(`
+[policy]
+default = "deny"
+audit_log = %q
+[[policy.rule]]
+name = "prod-deploy"
+action = "approve"
+jobs = ["deploy"]
+approver_groups = ["S0SRE"]
+`, auditLog))
+	slackConfig(t, h, "control_interval = \"100ms\"\n")
+	h.slack.SetGroup("S0SRE", requester, "U0DAVE")
+	// The requester is in the group too: their approval still does not count.
+	wg := reactOnRequest(t, h.slack, approve(requester), approve("U0DAVE"))
+	res := h.run(context.Background(), emulator.Job{Response: response(t, 1407, nil), Script: []string{"true"}})
+	wg.Wait()
+	if res.State != "success" {
+		t.Fatalf("state %s (%v)\n%s", res.State, res.Err, res.RawTrace)
+	}
+	ctl := controlRecords(t, auditLog)
+	if len(ctl) != 1 || ctl[0]["decision"] != "approved" || fmt.Sprint(ctl[0]["control"].(map[string]any)["by"]) != "[U0DAVE]" {
+		t.Fatalf("audit: %v", ctl)
+	}
+	if calls := h.slack.Calls("usergroups.users.list"); len(calls) == 0 || calls[0].Params["usergroup"] != "S0SRE" {
+		t.Errorf("usergroups.users.list calls: %v", calls)
+	}
+	if m := startMessage(t, h.slack, "asks to run"); !strings.Contains(m.History[0], "a member of <!subteam^S0SRE>") {
+		t.Errorf("request: %q", m.History[0])
+	}
 }
