@@ -28,6 +28,8 @@
 //     channels:read (groups:read for a private channel) it is missing_scope
 //   - conversations.history (channel, oldest) and conversations.replies (channel, ts): what
 //     the channel holds, every message marked as the bot's
+//   - reactions.get (channel, timestamp) and usergroups.users.list (usergroup): the
+//     reactions React put on a message and the members SetGroup gave a group (reactions.go)
 //
 // A request without a token is answered not_authed, one with a wrong token invalid_auth.
 // Any other method is unknown_method.
