@@ -53,6 +53,8 @@ type Record struct {
 	Rule     string `json:"rule"`
 	Decision string `json:"decision"` // "allow" or "deny"; "retry" notes a retried prepare of a decided job
 	Reason   string `json:"reason"`
+	// Control is set on the records of approvals and cancels from chat (control.go).
+	Control *Control `json:"control,omitempty"`
 
 	// The chain (see chain.go), filled in by Append: the host that wrote the record, its
 	// sequence number in the host's log, and the SHA-256 of the line before it.

@@ -58,6 +58,8 @@ type Executor struct {
 	// MaxStateSize bounds the disk all jobs' captured output may take in state_dir
 	// together; what does not fit is left out of the replies, never out of the job.
 	MaxStateSize Size `toml:"max_state_size"`
+	// RunnerTimeouts holds prepare_exec_timeout (approval.go).
+	RunnerTimeouts
 }
 
 // GitLab configures the trusted GitLab API used to verify who started a job.
@@ -92,6 +94,8 @@ type Slack struct {
 	ReplyMaxFiles     int    `toml:"reply_max_files"`
 	ReplyMaxFileSize  Size   `toml:"reply_max_file_size"`
 	ReplyMaxTotalSize Size   `toml:"reply_max_total_size"`
+	// ChatControl holds cancellers and control_interval (approval.go).
+	ChatControl
 }
 
 // Policy decides which chat jobs may run.
@@ -125,19 +129,22 @@ type Rule struct {
 	// AllowMentions lets the jobs this rule allows notify a channel or a user group from
 	// their message.md or blocks.json (<!here>, <!channel>, <!everyone>, <!subteam^…>).
 	AllowMentions bool `toml:"allow_mentions"`
+	// Approval holds the keys of action = "approve" (approval.go).
+	Approval
 }
 
 // Default returns the configuration used for every key the file does not set.
 func Default() Config {
 	return Config{
 		Executor: Executor{
-			BuildsDir:    "/var/lib/chatops-executor/builds",
-			CacheDir:     "/var/lib/chatops-executor/cache",
-			StateDir:     "/var/lib/chatops-executor/state",
-			Shell:        "bash",
-			NonChatJobs:  "reject",
-			KillGrace:    Duration(10 * time.Second),
-			MaxStateSize: Size(4 << 30),
+			BuildsDir:      "/var/lib/chatops-executor/builds",
+			CacheDir:       "/var/lib/chatops-executor/cache",
+			StateDir:       "/var/lib/chatops-executor/state",
+			Shell:          "bash",
+			NonChatJobs:    "reject",
+			KillGrace:      Duration(10 * time.Second),
+			MaxStateSize:   Size(4 << 30),
+			RunnerTimeouts: RunnerTimeouts{PrepareExecTimeout: Duration(DefaultPrepareExecTimeout)},
 		},
 		GitLab: GitLab{
 			VerifyIdentity: true,
@@ -160,6 +167,7 @@ func Default() Config {
 			ReplyMaxFiles:     10,
 			ReplyMaxFileSize:  Size(10 << 20),
 			ReplyMaxTotalSize: Size(25 << 20),
+			ChatControl:       ChatControl{ControlInterval: Duration(DefaultControlInterval)},
 		},
 		Mattermost: Mattermost{InlineLimit: MattermostMaxRunes},
 		Policy: Policy{
@@ -394,8 +402,8 @@ func (c *Config) validate() []Problem {
 		}
 		if r.Action == "" {
 			add(key+".action", `missing: every rule needs action = "allow" or action = "deny"`)
-		} else if r.Action != "allow" && r.Action != "deny" {
-			add(key+".action", `must be "allow" or "deny", got %q`, r.Action)
+		} else if r.Action != "allow" && r.Action != "deny" && r.Action != "approve" {
+			add(key+".action", `must be "allow", "deny" or "approve", got %q`, r.Action)
 		}
 		if (len(r.Groups) > 0 || r.MinAccessLevel > 0) && c.GitLab.TokenFile == "" {
 			add(key+".groups", "group and access-level conditions need gitlab.token_file (a read_api token)")
@@ -407,7 +415,7 @@ func (c *Config) validate() []Problem {
 			add(key+".min_access_level", "must be a GitLab access level (10, 20, 30, 40, 50), got %d", r.MinAccessLevel)
 		}
 	}
-	return ps
+	return append(ps, c.validateControl()...)
 }
 
 // validateSlack checks [slack]'s values.

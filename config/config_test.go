@@ -191,7 +191,7 @@ action = "allo"
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 	// The real rule keeps its own number and line.
-	if got, want := ce.Problems[1].String(), `line 15: policy.rule[1] (c).action: must be "allow" or "deny", got "allo"`; got != want {
+	if got, want := ce.Problems[1].String(), `line 15: policy.rule[1] (c).action: must be "allow", "deny" or "approve", got "allo"`; got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }

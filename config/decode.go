@@ -40,7 +40,7 @@ var examples = map[string]string{
 	"policy.audit_log":             `an absolute path in quotes, e.g. audit_log = "/var/log/chatops-executor/audit.jsonl"`,
 	"policy.rule":                  `a list of [[policy.rule]] tables`,
 	"policy.rule.name":             `a name in quotes, e.g. name = "read-only"`,
-	"policy.rule.action":           `"allow" or "deny", e.g. action = "allow"`,
+	"policy.rule.action":           `"allow", "deny" or "approve", e.g. action = "allow"`,
 	"policy.rule.jobs":             `a list of globs, e.g. jobs = ["status"]`,
 	"policy.rule.projects":         `a list of project paths, e.g. projects = ["ops/infra"]`,
 	"policy.rule.channels":         `a list of Slack channel ids, e.g. channels = ["C0123ABCD"]`,
@@ -119,12 +119,9 @@ func (w *walker) add(key string, line int, format string, args ...any) {
 func (w *walker) table(m map[string]any, t reflect.Type, key, path string) {
 	fields := map[string]reflect.StructField{}
 	var names []string
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if tag := f.Tag.Get("toml"); tag != "" && tag != "-" {
-			fields[tag] = f
-			names = append(names, tag)
-		}
+	for _, f := range tomlFields(t) {
+		fields[f.Tag.Get("toml")] = f
+		names = append(names, f.Tag.Get("toml"))
 	}
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -327,4 +324,21 @@ func isAre(n int) string {
 		return "is"
 	}
 	return "are"
+}
+
+// tomlFields returns t's fields that have a toml key, with those of embedded structs (such
+// as Rule's Approval) in their place: the decoder promotes their keys into the table.
+func tomlFields(t reflect.Type) []reflect.StructField {
+	var out []reflect.StructField
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct && f.Tag.Get("toml") == "" {
+			out = append(out, tomlFields(f.Type)...)
+			continue
+		}
+		if tag := f.Tag.Get("toml"); tag != "" && tag != "-" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

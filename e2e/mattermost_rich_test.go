@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/chatops-executor/chatops-executor/delivery/mattermosttest"
 	"github.com/chatops-executor/chatops-executor/emulator"
 )
 
@@ -57,4 +60,37 @@ func TestMattermostRichReply(t *testing.T) {
 	}
 	h.assertMMClean()
 	h.assertClean(930)
+}
+
+// Approvals are read from Slack's reactions only: a Mattermost job that a rule sends for
+// approval fails closed, before its script runs, and its requester is told why.
+func TestMattermostJobNeedingApprovalIsDenied(t *testing.T) {
+	h := newMMHost(t, `
+[policy]
+default = "deny"
+[[policy.rule]]
+name = "prod-deploy"
+action = "approve"
+jobs = ["deploy"]
+approvers = ["U0BOB"]
+`)
+	marker := filepath.Join(h.public, "deployed")
+	res := h.run(context.Background(), emulator.Job{Response: mmResponse(t, 931, nil), Script: []string{"touch " + marker}})
+	if res.State != "failed" {
+		t.Fatalf("state %s (%v)", res.State, res.Err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the job ran without an approval")
+	}
+	var told string
+	for _, p := range h.mm.Posts("") {
+		told += p.Message + "\n"
+	}
+	for _, p := range h.mm.Posts(mattermosttest.DirectChannel(mmUser)) {
+		told += p.Message + "\n"
+	}
+	if !strings.Contains(told, "approv") {
+		t.Errorf("the requester was not told that the job needs an approval Mattermost cannot give:\n%s", h.mm)
+	}
+	h.assertMMClean()
 }

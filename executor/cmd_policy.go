@@ -167,7 +167,13 @@ func printExplain(w io.Writer, path string, cfg *config.Config, in policy.Input,
 	if res.Allow {
 		decision = "allow"
 	}
+	if res.Allow && res.Approval != nil {
+		decision = "allow once approved in chat"
+	}
 	fmt.Fprintf(w, "decision: %s (rule %s)\n", decision, quoteRule(res.Rule))
+	if a := res.Approval; res.Allow && a != nil {
+		fmt.Fprintf(w, "approval: %s (react :white_check_mark: on the start message; the requester's own reaction does not count)\n", a.Plain())
+	}
 	fmt.Fprintf(w, "reason: %s\n", res.Reason)
 }
 

@@ -56,6 +56,8 @@ func runTry(ctx context.Context, a *app, args []string) error {
 	project := fs.String("project", "", "the project's path (default local/<directory of the CI file>)")
 	play := fs.Bool("play", false, "run a when: manual job")
 	post := fs.Bool("post", false, "post the reply to Slack (--channel) instead of rendering it here")
+	var approveAs []string
+	fs.Var(listFlag{&approveAs}, "approve-as", "a Slack user id that approves the request, when the policy needs approval (repeatable; not with --post)")
 	var extra []tryjob.Var
 	fs.Var(varFlag{vars: &extra}, "var", "a CI/CD variable KEY=VALUE")
 	fs.Var(varFlag{vars: &extra, masked: true}, "masked", "a masked CI/CD variable KEY=VALUE")
@@ -75,6 +77,9 @@ func runTry(ctx context.Context, a *app, args []string) error {
 	}
 	if *post && !channelSet {
 		return usagef("try --post needs --channel: the Slack channel to post the reply to")
+	}
+	if *post && len(approveAs) > 0 {
+		return usagef("try --approve-as simulates approvals in the preview; with --post, approvers react in the channel themselves")
 	}
 	jobName, input := fs.Arg(0), strings.Join(fs.Args()[1:], " ")
 	if *user == "" {
@@ -143,7 +148,7 @@ func runTry(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 
-	setup, err := a.tryConfig(ctx, dir, *post, tryRequest{job: jobName, project: *project, channel: *channel, chatUser: *chatUser, input: input, user: *user})
+	setup, err := a.tryConfig(ctx, dir, *post, tryRequest{job: jobName, project: *project, channel: *channel, chatUser: *chatUser, input: input, user: *user, approveAs: approveAs})
 	if err != nil {
 		var de *deniedError
 		if errors.As(err, &de) {
@@ -156,6 +161,16 @@ func runTry(ctx context.Context, a *app, args []string) error {
 	}
 	if setup.mm != nil {
 		defer setup.mm.Close()
+	}
+	switch {
+	case setup.approval != nil && setup.fake != nil && len(approveAs) > 0:
+		stop := make(chan struct{})
+		defer close(stop)
+		go simulateApprovals(setup.fake, setup.approval, approveAs, stop)
+	case setup.approval != nil && setup.fake != nil:
+		fmt.Fprintf(a.stderr, "%s: try: the job needs %s; nobody approves in the preview, so the request expires after %s (--approve-as U… approves as that Slack user)\n", name, setup.approval.Plain(), tryPreviewTimeout)
+	case setup.approval == nil && len(approveAs) > 0:
+		fmt.Fprintf(a.stderr, "%s: try: --approve-as has nothing to approve: the policy does not ask for approval of this job\n", name)
 	}
 	response, err := tryjob.Response(job, chat)
 	if err != nil {

@@ -115,6 +115,7 @@ func runRun(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	s.Signals = sigs
+	s.Control = policy.NewRecorder(s.Cfg) // the audit record of a cancel from chat
 	return s.Run(ctx, args[0], args[1])
 }
 

@@ -72,7 +72,8 @@ needed. With --config: that file's policy decides as ` + "`policy explain`" + ` 
 given --user counts as verified), with the directories moved into a temporary one.
 Nothing is posted to Slack unless --post is given (then to --channel, with the
 config's Slack settings). --var and --masked add CI/CD variables, as a project's
-settings would; --masked ones are masked as GitLab masks them.`},
+settings would; --masked ones are masked as GitLab masks them. When the policy needs
+approval, the preview shows the request; --approve-as U… approves it as that Slack user.`},
 	"audit": {"verify [flags] [FILE...]", `Checks the hash chain of the audit log and reports the first line that was edited,
 removed or moved. Without FILE it checks the configured log (policy.audit_log). After
 log rotation, give the files oldest first, the live log last, for example:

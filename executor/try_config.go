@@ -33,6 +33,8 @@ type trySetup struct {
 	// mmTokenFile the Mattermost the executor and a denial use.
 	mm                 *mattermostrecorder.Server
 	mmURL, mmTokenFile string
+	// approval is what the admin's rule asks before the job runs (nil: nothing).
+	approval *policy.Approval
 }
 
 // tryDefaults is the config without --config: everything private to the run, every
@@ -58,6 +60,7 @@ func tryUIDs() jobuser.Range { return jobuser.RandomRange(8) }
 // tryRequest is what the policy sees of try's chat request.
 type tryRequest struct {
 	job, project, channel, chatUser, input, user string
+	approveAs                                    []string // --approve-as
 }
 
 // deniedError is the admin's policy refusing the request: try shows the requester's
@@ -163,6 +166,10 @@ func (a *app) tryConfig(ctx context.Context, dir string, post bool, req tryReque
 	if !d.Allow {
 		s.apiURL, s.tokenFile = cfg.Slack.APIURL, cfg.Slack.TokenFile
 		return s, &deniedError{d: d}
+	}
+	if d.Approval != nil {
+		s.approval = d.Approval
+		tryApprovalRule(cfg, d.Rule, d.Approval, !post, req.approveAs)
 	}
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {

@@ -31,6 +31,7 @@ var forbidden = map[string][]string{
 	"delivery/mattermostrecorder": {"stages", "executor", "emulator", "tryjob", "policy", "delivery", "replies", "config"},
 	"bashscript":                  {"stages", "executor", "emulator", "tryjob", "policy", "delivery"},
 	"preflight":                   {"stages", "executor", "emulator", "tryjob", "policy", "delivery"},
+	"control":                     {"stages", "executor", "emulator", "tryjob", "policy", "delivery", "config", "replies", "audit", "gitlab", "job"},
 	"stages":                      {"executor", "emulator", "tryjob"},
 	"emulator":                    {"executor", "stages", "tryjob"},
 	"tryjob":                      {"executor", "stages"},

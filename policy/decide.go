@@ -46,7 +46,10 @@ func (e *Engine) Decide(ctx context.Context, j *job.Response) (Decision, error) 
 	d.TellRequester = !d.Allow && ok && rec.PipelineSource == "chat"
 	rec.Rule, rec.Reason = d.Rule, d.Reason
 	rec.Decision = "deny"
-	if d.Allow {
+	switch {
+	case d.Allow && d.Approval != nil:
+		rec.Decision = ApproveDecision
+	case d.Allow:
 		rec.Decision = "allow"
 	}
 	if e.Audit != nil {

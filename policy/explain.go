@@ -46,6 +46,8 @@ type Result struct {
 	Rule   string // the deciding rule's name, or "default"
 	Reason string
 	Steps  []Step // one per rule, in order
+	// Approval, when set, says the job may run only once approved in chat.
+	Approval *Approval
 }
 
 // Decision is the policy's answer for one job, in the form the prepare stage consumes.
@@ -58,11 +60,13 @@ type Decision struct {
 	// A denied push job, or a spoofing attempt, names CHAT_USER_ID and CHAT_CHANNEL
 	// itself: the bot must not message whoever it chose.
 	TellRequester bool
+	// Approval, when set on an allow, says the job runs only once approved in chat.
+	Approval *Approval
 }
 
 // Decision returns r in the form prepare consumes.
 func (r Result) Decision() Decision {
-	return Decision{Allow: r.Allow, Rule: r.Rule, Reason: r.Reason}
+	return Decision{Allow: r.Allow, Rule: r.Rule, Reason: r.Reason, Approval: r.Approval}
 }
 
 // DefaultRule names the decision made by policy.default when no rule held.
@@ -102,9 +106,12 @@ func (e *Engine) Explain(ctx context.Context, in Input) Result {
 			lookupNotes = append(lookupNotes, fmt.Sprintf("rule %q could not be checked: %v", r.name, lookupErr))
 		case o.held:
 			decided = true
-			res.Allow, res.Rule = r.allow, r.name
+			res.Allow, res.Rule, res.Approval = r.allow, r.name, r.approval()
 			verb := "denies"
-			if r.allow {
+			switch {
+			case r.approve:
+				verb = "allows, once approved by " + res.Approval.Plain() + ","
+			case r.allow:
 				verb = "allows"
 			}
 			res.Reason = fmt.Sprintf("rule %q %s it: %s", r.name, verb, o.detail)

@@ -45,8 +45,13 @@ func (e *Engine) Recorded(jobID int64) (Decision, bool, error) {
 		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec.JobID != jobID {
 			continue
 		}
-		if rec.Decision == "allow" || rec.Decision == "deny" {
+		switch rec.Decision {
+		case "allow", "deny":
 			d, found = Decision{Allow: rec.Decision == "allow", Rule: rec.Rule, Reason: rec.Reason}, true
+		case ApproveDecision:
+			// The record does not say who may approve: the job is decided again, so that
+			// it can never run on a bare "allow" without its approval.
+			d, found = Decision{}, false
 		}
 	}
 	if err := sc.Err(); err != nil {

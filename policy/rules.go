@@ -16,6 +16,7 @@ type rule struct {
 	name     string // Name, or "policy.rule[N]" when unnamed
 	key      string // "policy.rule[N] (name)", for config problems
 	allow    bool
+	approve  bool // action = "approve": allow, once approved in chat
 	cfg      config.Rule
 	jobs     []*regexp.Regexp
 	projects []*regexp.Regexp
@@ -23,6 +24,9 @@ type rule struct {
 }
 
 func (r *rule) action() string {
+	if r.approve {
+		return "approve"
+	}
 	if r.allow {
 		return "allow"
 	}
@@ -82,9 +86,11 @@ func compile(cfg *config.Config, offline bool) ([]*rule, []config.Problem) {
 		switch rc.Action {
 		case "allow":
 			r.allow = true
+		case "approve":
+			r.allow, r.approve = true, true
 		case "deny":
 		default:
-			add(r.key+".action", `must be "allow" or "deny", got %q`, rc.Action)
+			add(r.key+".action", `must be "allow", "deny" or "approve", got %q`, rc.Action)
 		}
 		for _, p := range rc.Jobs {
 			re, err := compileGlob(p, false)
@@ -138,6 +144,7 @@ func compile(cfg *config.Config, offline bool) ([]*rule, []config.Problem) {
 				add(r.key+".users", "user, group and access-level conditions need gitlab.verify_identity = true: without it no identity is verified and the rule can never hold")
 			}
 		}
+		approvalWarnings(cfg, r, warn)
 		if len(rc.Jobs) == 0 && len(rc.Projects) == 0 && len(rc.Channels) == 0 && len(rc.ChatUsers) == 0 &&
 			!r.needsIdentity() && rc.Input == "" && catchAll == 0 {
 			catchAll = r.index

@@ -114,7 +114,7 @@ func TestValidateNamesTheRule(t *testing.T) {
 		{"bad glob", config.Rule{Name: "deployers", Action: "allow", Jobs: []string{"deploy-["}}, nil, "policy.rule[2] (deployers).jobs: bad glob \"deploy-[\"", false},
 		{"bad project glob", config.Rule{Name: "deployers", Action: "allow", Projects: []string{`ops\`}}, nil, "policy.rule[2] (deployers).projects: bad glob", false},
 		{"bad regexp", config.Rule{Name: "deployers", Action: "allow", Input: "(prod"}, nil, "policy.rule[2] (deployers).input: bad regular expression \"(prod\": missing closing )", false},
-		{"unknown action", config.Rule{Name: "deployers", Action: "permit"}, nil, `policy.rule[2] (deployers).action: must be "allow" or "deny", got "permit"`, false},
+		{"unknown action", config.Rule{Name: "deployers", Action: "permit"}, nil, `policy.rule[2] (deployers).action: must be "allow", "deny" or "approve", got "permit"`, false},
 		{"unnamed rule", config.Rule{Action: "alow"}, nil, "policy.rule[2].action", false},
 		{"group without token", config.Rule{Name: "sre", Action: "allow", Groups: []string{"ops/sre"}}, func(c *config.Config) { c.GitLab.TokenFile = "" }, "policy.rule[2] (sre).groups: group and access-level conditions need gitlab.token_file", false},
 		{"access level without token", config.Rule{Name: "sre", Action: "allow", MinAccessLevel: 40}, func(c *config.Config) { c.GitLab.TokenFile = "" }, "policy.rule[2] (sre).groups: group and access-level conditions need gitlab.token_file", false},

@@ -24,6 +24,8 @@ var NeededScopes = []Scope{
 	{"groups:read", "let check --online see the policy's private channels (conversations.info)"},
 	{"channels:history", "settle a post cut short by a crash by finding it in a public channel (conversations.history, conversations.replies)"},
 	{"groups:history", "the same in private channels"},
+	{"reactions:read", "read the reactions on a start message that approve, refuse or cancel a job (reactions.get)"},
+	{"usergroups:read", "resolve a rule's approver_groups to their members (usergroups.users.list)"},
 }
 
 const reinstall = "add it under OAuth & Permissions > Bot Token Scopes (slack-app-manifest.yml lists it), reinstall the app to the workspace, and write the new xoxb- token into slack.token_file"

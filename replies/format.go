@@ -37,6 +37,8 @@ type Status struct {
 	ExitCode int
 	Elapsed  time.Duration
 	Reason   string // for "denied", and failures of the executor itself
+	// CancelledBy is the Slack user who cancelled the job from chat ("cancelled").
+	CancelledBy string
 }
 
 // Failed reports whether the status is anything but success.
@@ -121,6 +123,8 @@ func StatusText(j Job, s Status) string {
 		b += ": " + EscapeSlack(j.clip(s.Reason, 500))
 	case (s.State == "failed" || s.State == "stopped") && s.Reason != "":
 		b += ": " + EscapeSlack(j.clip(s.Reason, 300))
+	case s.State == "cancelled" && s.CancelledBy != "":
+		b += " " + CancelledBy(s.CancelledBy)
 	}
 	if s.Elapsed > 0 && s.State != "denied" {
 		b += " after " + EscapeSlack(roundDuration(s.Elapsed))

@@ -152,6 +152,12 @@ func (Markdown) DeniedText(id int64, rule, url string) string {
 	return ":lock: The runner's policy denied your chat command (rule " + mdInlineCode(oneLine(rule, 100)) + "); the job's log says why · " + mdLink(Job{ID: id, URL: url})
 }
 
+// ApprovalDeniedText is ApprovalDeniedText in Markdown: why is the executor's text, with
+// ids and rule names in it, escaped all the same.
+func (Markdown) ApprovalDeniedText(id int64, url, why string) string {
+	return ":lock: Your chat command did not run: " + EscapeMarkdown(oneLine(why, 500)) + " · " + mdLink(Job{ID: id, URL: url})
+}
+
 // FormatOutput is FormatOutput in Markdown. limit is at most MattermostMaxRunes.
 func (Markdown) FormatOutput(src io.ReadSeeker, size int64, s Status, limit int) (Output, error) {
 	return formatOutput(src, size, s, min(limit, MattermostMaxRunes), mdCodeBlock)

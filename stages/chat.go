@@ -31,6 +31,7 @@ func defaultPoster(token, apiURL string) (delivery.Poster, error) {
 // chat is a job's way to the channel: its outbox queue, the channel, and what a reply
 // says about it.
 type chat struct {
+	poster  delivery.Poster // behind the host's rate budget
 	outbox  *delivery.Outbox
 	queue   *delivery.Job
 	channel string
@@ -75,12 +76,13 @@ func (s *Stages) openChat(j *job.Response, log io.Writer) *chat {
 	if mp := s.mattermostForFlush(); mp != nil {
 		ob.Use(delivery.BackendMattermost, mp) // other jobs' waiting Mattermost replies
 	}
-	return s.newChat(j, ob, log)
+	return s.newChat(j, ob, p, log)
 }
 
-// newChat is the job's chat on ob, with Slack's markup and limits; nil when the job id
-// cannot name a queue.
-func (s *Stages) newChat(j *job.Response, ob *delivery.Outbox, log io.Writer) *chat {
+// newChat is the job's chat on ob, with Slack's markup and limits; p is its chat's Poster
+// (approvals and cancels read reactions through it). nil when the job id cannot name a
+// queue.
+func (s *Stages) newChat(j *job.Response, ob *delivery.Outbox, p delivery.Poster, log io.Writer) *chat {
 	c := j.Chat()
 	k, _ := kindOf(c.Channel)
 	q, err := ob.Job(j.IDString())
@@ -90,7 +92,7 @@ func (s *Stages) newChat(j *job.Response, ob *delivery.Outbox, log io.Writer) *c
 	}
 	secrets := replies.SecretsOf(j, s.Getenv)
 	return &chat{
-		outbox: ob, queue: q, channel: c.Channel, user: c.UserID, secrets: secrets,
+		poster: p, outbox: ob, queue: q, channel: c.Channel, user: c.UserID, secrets: secrets,
 		backend: delivery.BackendSlack, render: slackMrkdwn{}, inlineLimit: s.Cfg.Slack.InlineLimit, validUser: k.validUser,
 		cfg: s.replyCfg(j),
 		job: replies.Job{
@@ -228,7 +230,7 @@ func (s *Stages) queueReply(j *job.Response, st State, o Outcome) (*chat, error)
 	if c == nil {
 		return nil, nil
 	}
-	status := replies.Status{State: string(o.Status), ExitCode: o.ExitCode, Elapsed: o.Elapsed, Reason: o.Reason}
+	status := replies.Status{State: string(o.Status), ExitCode: o.ExitCode, Elapsed: o.Elapsed, Reason: o.Reason, CancelledBy: o.CancelledBy}
 	if o.Status == Denied || c.queue.Has(finalName) {
 		// The requester was told in prepare, or the reply is already queued.
 		return c, c.close()

@@ -27,6 +27,8 @@ type renderer interface {
 	ProgressText(j replies.Job, elapsed time.Duration, lastLine string) string
 	StatusText(j replies.Job, s replies.Status) string
 	DeniedText(id int64, rule, url string) string
+	// ApprovalDeniedText tells the requester why a job that needed an approval did not run.
+	ApprovalDeniedText(id int64, url, why string) string
 	FormatOutput(src io.ReadSeeker, size int64, s replies.Status, limit int) (replies.Output, error)
 }
 
@@ -42,6 +44,9 @@ func (slackMrkdwn) StatusText(j replies.Job, s replies.Status) string {
 }
 func (slackMrkdwn) DeniedText(id int64, rule, url string) string {
 	return replies.DeniedText(id, rule, url)
+}
+func (slackMrkdwn) ApprovalDeniedText(id int64, url, why string) string {
+	return replies.ApprovalDeniedText(id, url, why)
 }
 func (slackMrkdwn) FormatOutput(src io.ReadSeeker, size int64, s replies.Status, limit int) (replies.Output, error) {
 	return replies.FormatOutput(src, size, s, limit)
@@ -121,7 +126,7 @@ func (s *Stages) openMattermost(j *job.Response, log io.Writer) *chat {
 	if sp := s.slackPoster(io.Discard); sp != nil {
 		ob.Use(delivery.BackendSlack, sp)
 	}
-	c := s.newChat(j, ob, log)
+	c := s.newChat(j, ob, p, log)
 	if c == nil {
 		return nil
 	}

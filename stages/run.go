@@ -61,6 +61,10 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	if !rec.Decided {
 		return failure.Systemf("job %d was never decided by the policy: prepare did not finish", j.ID)
 	}
+	if rec.Approval != nil && !rec.Approved {
+		// Prepare never lets this happen; should a record say so anyway, nothing runs.
+		return failure.Buildf("job denied: rule %q needs an approval in chat, and none was recorded", rec.Rule)
+	}
 	u, err := s.userOf(rec)
 	if err != nil {
 		return err
@@ -73,14 +77,20 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 	s.startStage(st, result)
 	capture := NewReplyCapture(st, s.captureNeeds(j, stage))
 	capture.Bound(s.Cfg.Executor.StateDir, int64(s.Cfg.Executor.MaxStateSize))
+	var chatCancel <-chan string
 	if IsUserScript(stage) {
 		pctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); s.progress(pctx, j, rec, capture) }()
-		defer func() { stop(); <-done }()
+		var watching <-chan struct{}
+		chatCancel, watching = s.watchCancel(pctx, j, rec) // chatcancel.go
+		defer func() { stop(); <-done; <-watching }()
 	}
-	runErr := s.runScript(st, u, rec.BuildDir, scriptPath, stage, s.replyEnv(j.ID), capture, &result)
+	runErr := s.runScript(st, u, rec.BuildDir, scriptPath, stage, s.replyEnv(j.ID), capture, chatCancel, &result)
 	result.EndedAt = s.now()
+	if result.CancelledBy != "" {
+		s.auditCancel(j, rec, result.CancelledBy) // chatcancel.go
+	}
 	if IsUserScript(stage) || stage == "after_script" {
 		s.previewReply(j, rec)
 	}
@@ -99,7 +109,9 @@ func (s *Stages) Run(ctx context.Context, scriptPath, stage string) error {
 // gone, for the output pipe to close: a process that left the group (setsid) may hold it.
 const outputLinger = 5 * time.Second
 
-func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, extraEnv []string, capture Capturer, result *StageRecord) error {
+// extraEnv is added to the script's environment (CHATOPS_REPLY_DIR); cancel delivers the
+// Slack user whose :octagonal_sign: cancels the job (nil: none).
+func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, extraEnv []string, capture Capturer, cancel <-chan string, result *StageRecord) error {
 	shell, err := exec.LookPath(s.Cfg.Executor.Shell)
 	if err != nil {
 		return failure.Systemf("find shell %q: %w", s.Cfg.Executor.Shell, err)
@@ -189,6 +201,17 @@ loop:
 			terminate(u, pgid, syscall.SIGTERM)
 			s.noteTerminated(st, *result)
 			killTimer = time.After(s.Cfg.Executor.KillGrace.D())
+		case by := <-cancel:
+			if terminated {
+				continue
+			}
+			terminated = true
+			result.Terminated, result.TerminatedAt, result.CancelledBy = true, s.now(), by
+			fmt.Fprintf(s.Stderr, "\n%s: cancelled from chat by Slack user %s: stopping the job's processes (grace period %s)\n",
+				DriverName, by, s.Cfg.Executor.KillGrace)
+			terminate(u, pgid, syscall.SIGTERM)
+			s.noteTerminated(st, *result)
+			killTimer = time.After(s.Cfg.Executor.KillGrace.D())
 		case <-killTimer:
 			fmt.Fprintf(s.Stderr, "%s: processes still running after %s: killing them\n", DriverName, s.Cfg.Executor.KillGrace)
 			terminate(u, pgid, syscall.SIGKILL)
@@ -222,6 +245,9 @@ loop:
 
 	code, sigName := exitStatus(cmd.ProcessState)
 	result.ExitCode, result.Signal = code, sigName
+	if terminated && result.CancelledBy != "" {
+		return failure.Buildf("job cancelled from chat by Slack user %s", result.CancelledBy)
+	}
 	if terminated {
 		return failure.Buildf("job stopped by the runner (cancelled or timed out)")
 	}

@@ -66,6 +66,9 @@ type Stages struct {
 	Geteuid func() int
 	// GitLab, when set, tells cleanup how GitLab sees a job the runner stopped.
 	GitLab JobSource
+	// Control records approvals and cancels from chat in the audit log; nil falls back to
+	// the Decider when it can (the policy engine), else writes none.
+	Control ControlAuditor
 }
 
 func (s *Stages) now() time.Time {
@@ -159,6 +162,11 @@ func (s *Stages) Prepare(ctx context.Context) error {
 	d, err := s.decide(ctx, j, st, &rec)
 	if err != nil {
 		return failure.Systemf("policy decision: %w", err)
+	}
+	if d.Allow && d.Approval != nil && !rec.Approved {
+		if err := s.awaitApproval(ctx, j, st, &rec, d); err != nil {
+			return err // approve.go: denied, told and recorded
+		}
 	}
 	if !d.Allow {
 		rec.Prepared = true

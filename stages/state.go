@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chatops-executor/chatops-executor/atomicfile"
+	"github.com/chatops-executor/chatops-executor/policy"
 )
 
 // Each executor call is a new process, so what a later call needs is written under
@@ -62,6 +63,13 @@ type JobRecord struct {
 	// it with its temporary directory after cleanup, so while it exists the runner still
 	// has the job; once it is gone the job is over, whatever became of its cleanup.
 	RunnerFile string `json:"runner_file,omitempty"`
+	// Approval is the deciding rule's approval (action = "approve"), kept so that a retried
+	// prepare waits for it too; Approved says it was given, by ApprovedBy.
+	Approval *policy.Approval `json:"approval,omitempty"`
+	Approved bool             `json:"approved,omitempty"`
+	// ApprovalAsked is when the request was first posted: its deadline counts from there.
+	ApprovalAsked time.Time `json:"approval_asked,omitzero"`
+	ApprovedBy    []string  `json:"approved_by,omitempty"`
 }
 
 // StageRecord is written by run for each stage it ran: once when the stage starts (Running
@@ -83,6 +91,8 @@ type StageRecord struct {
 	Signal string `json:"signal,omitempty"`
 	// Error is set when the executor itself failed to run the stage.
 	Error string `json:"error,omitempty"`
+	// CancelledBy is the Slack user whose :octagonal_sign: stopped the stage (Terminated).
+	CancelledBy string `json:"cancelled_by,omitempty"`
 }
 
 // State is one job's state directory.

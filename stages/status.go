@@ -30,6 +30,8 @@ type Outcome struct {
 	Stage    string // the stage that decided a failure, cancel or timeout
 	Reason   string // for Denied, and for executor failures
 	Elapsed  time.Duration
+	// CancelledBy is the Slack user who cancelled the job from chat (Cancelled).
+	CancelledBy string
 }
 
 func (o Outcome) String() string {
@@ -45,6 +47,10 @@ func (o Outcome) String() string {
 	case Denied, Stopped:
 		if o.Reason != "" {
 			s += ": " + o.Reason
+		}
+	case Cancelled:
+		if o.CancelledBy != "" {
+			s += " from chat by " + o.CancelledBy
 		}
 	}
 	if o.Elapsed > 0 {
@@ -100,6 +106,7 @@ const (
 // at all, so the records alone cannot tell everything; CI_JOB_STATUS settles what they
 // cannot, and the records give the detail (stage, exit code). The rules, in order:
 //   - a denial recorded by prepare wins;
+//   - a stage stopped by a cancel from chat is cancelled, by whom it says;
 //   - a stage the runner terminated is a timeout when it came at the job's timeout (or the
 //     runner says "timedout"), a cancel when the runner says "canceled", and otherwise
 //     "stopped": a hard abort and a runner shutdown look the same from here, and neither
@@ -143,6 +150,14 @@ func Derive(job JobRecord, recs []StageRecord, runner RunnerStatus, now time.Tim
 	}
 	// Stages after the user script (after_script and the rest) cannot change the job's
 	// result, however they end — except the job's timeout.
+	for _, r := range recs {
+		if r.Terminated && r.CancelledBy != "" && decides(r.Stage) {
+			// Stopped by the executor itself, for a cancel from chat: no runner signal to
+			// tell apart (the runner saw the script fail).
+			o.Status, o.Stage, o.CancelledBy = Cancelled, r.Stage, r.CancelledBy
+			return o
+		}
+	}
 	for _, r := range recs {
 		if r.Terminated && (decides(r.Stage) || atTimeout(r.TerminatedAt)) {
 			return stopped(r.Stage, r.TerminatedAt, Stopped, "the runner stopped the job (aborted by GitLab, or the runner shut down)")

@@ -385,6 +385,9 @@ func (s *Server) act(method, uploadID string, call *Call, req request, host stri
 
 	case "conversations.history", "conversations.replies":
 		return http.StatusOK, s.history(method, p)
+
+	case "reactions.get", "usergroups.users.list":
+		return http.StatusOK, s.actControl(method, p) // reactions.go
 	}
 	return http.StatusOK, slackErr("unknown_method")
 }

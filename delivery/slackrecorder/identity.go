@@ -6,7 +6,7 @@ import (
 
 // DefaultScopes are the scopes auth.test reports until SetScopes: the ones
 // slack-app-manifest.yml grants.
-var DefaultScopes = []string{"chat:write", "files:write", "channels:read", "groups:read", "channels:history", "groups:history"}
+var DefaultScopes = []string{"chat:write", "files:write", "channels:read", "groups:read", "channels:history", "groups:history", "reactions:read", "usergroups:read"}
 
 // Bot is the bot user auth.test names.
 type Bot struct{ ID, Name, BotID string }

@@ -28,6 +28,8 @@
 //     channels:read (groups:read for a private channel) it is missing_scope
 //   - conversations.history (channel, oldest) and conversations.replies (channel, ts): what
 //     the channel holds, every message marked as the bot's
+//   - reactions.get (channel, timestamp) and usergroups.users.list (usergroup): the
+//     reactions React put on a message and the members SetGroup gave a group (reactions.go)
 //
 // A request without a token is answered not_authed, one with a wrong token invalid_auth.
 // Any other method is unknown_method.
@@ -99,6 +101,7 @@ type Server struct {
 	channels   map[string]Channel
 	limits     map[string]*limiter // SetLimit
 	throttled  map[string]int      // 429s answered by limits, per method
+	control    *controlState       // reactions and user groups (reactions.go)
 }
 
 // upload is a file between files.getUploadURLExternal and its completion.
