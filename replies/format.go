@@ -37,7 +37,8 @@ type Status struct {
 	ExitCode int
 	Elapsed  time.Duration
 	Reason   string // for "denied", and failures of the executor itself
-	// CancelledBy is the Slack user who cancelled the job from chat ("cancelled").
+	// CancelledBy is the Slack user who cancelled the job from chat; the state is then
+	// "failed", which is what GitLab shows of such a job.
 	CancelledBy string
 }
 
@@ -117,14 +118,14 @@ func StatusText(j Job, s Status) string {
 	}
 	b := emoji + " " + mention(j) + what(j) + " " + s.State
 	switch {
+	case s.State == "failed" && s.CancelledBy != "":
+		b += ": cancelled " + CancelledBy(s.CancelledBy)
 	case s.State == "failed" && s.ExitCode > 0:
 		b += fmt.Sprintf(" with exit code %d", s.ExitCode)
 	case s.State == "denied" && s.Reason != "":
 		b += ": " + EscapeSlack(j.clip(s.Reason, 500))
 	case (s.State == "failed" || s.State == "stopped") && s.Reason != "":
 		b += ": " + EscapeSlack(j.clip(s.Reason, 300))
-	case s.State == "cancelled" && s.CancelledBy != "":
-		b += " " + CancelledBy(s.CancelledBy)
 	}
 	if s.Elapsed > 0 && s.State != "denied" {
 		b += " after " + EscapeSlack(roundDuration(s.Elapsed))

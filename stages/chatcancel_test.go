@@ -18,13 +18,14 @@ func TestDeriveCancelledFromChat(t *testing.T) {
 	now := time.Now()
 	job := JobRecord{PreparedAt: now.Add(-time.Minute), TimeoutSeconds: 3600}
 	recs := []StageRecord{{Stage: "build_script", Terminated: true, TerminatedAt: now, CancelledBy: "U0OPS", ExitCode: 143}}
-	// The runner saw the script fail: its word is "failed", the records know better.
+	// The runner saw the script fail, and GitLab shows the job failed: so does chat, with
+	// who cancelled it.
 	o := Derive(job, recs, RunnerFailed, now)
-	if o.Status != Cancelled || o.CancelledBy != "U0OPS" || o.String() != "cancelled from chat by U0OPS after 1m0s" {
+	if o.Status != Failed || o.CancelledBy != "U0OPS" || o.String() != "failed: cancelled from chat by U0OPS after 1m0s" {
 		t.Errorf("outcome %+v (%s)", o, o)
 	}
-	text := replies.StatusText(replies.Job{ID: 1, Name: "deploy"}, replies.Status{State: string(o.Status), CancelledBy: o.CancelledBy})
-	if !bytes.Contains([]byte(text), []byte("cancelled from chat by <@U0OPS>")) {
+	text := replies.StatusText(replies.Job{ID: 1, Name: "deploy"}, replies.Status{State: string(o.Status), ExitCode: 143, CancelledBy: o.CancelledBy})
+	if !strings.HasPrefix(text, ":x: ") || !strings.Contains(text, "*deploy* failed: cancelled from chat by <@U0OPS>") || strings.Contains(text, "exit code") {
 		t.Errorf("status text %q", text)
 	}
 	// Without a chat cancel, a SIGTERM is the runner's, as before.

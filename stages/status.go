@@ -30,7 +30,8 @@ type Outcome struct {
 	Stage    string // the stage that decided a failure, cancel or timeout
 	Reason   string // for Denied, and for executor failures
 	Elapsed  time.Duration
-	// CancelledBy is the Slack user who cancelled the job from chat (Cancelled).
+	// CancelledBy is the Slack user who cancelled the job from chat (then Failed, as in
+	// GitLab).
 	CancelledBy string
 }
 
@@ -48,10 +49,9 @@ func (o Outcome) String() string {
 		if o.Reason != "" {
 			s += ": " + o.Reason
 		}
-	case Cancelled:
-		if o.CancelledBy != "" {
-			s += " from chat by " + o.CancelledBy
-		}
+	}
+	if o.CancelledBy != "" {
+		s += ": cancelled from chat by " + o.CancelledBy
 	}
 	if o.Elapsed > 0 {
 		s += fmt.Sprintf(" after %s", o.Elapsed.Round(time.Second))
@@ -106,7 +106,9 @@ const (
 // at all, so the records alone cannot tell everything; CI_JOB_STATUS settles what they
 // cannot, and the records give the detail (stage, exit code). The rules, in order:
 //   - a denial recorded by prepare wins;
-//   - a stage stopped by a cancel from chat is cancelled, by whom it says;
+//   - a stage stopped by a cancel from chat failed, as GitLab shows it (the runner saw
+//     the script end with a build failure; the job token cannot cancel a job in GitLab),
+//     and the outcome says who cancelled it;
 //   - a stage the runner terminated is a timeout when it came at the job's timeout (or the
 //     runner says "timedout"), a cancel when the runner says "canceled", and otherwise
 //     "stopped": a hard abort and a runner shutdown look the same from here, and neither
@@ -152,9 +154,9 @@ func Derive(job JobRecord, recs []StageRecord, runner RunnerStatus, now time.Tim
 	// result, however they end — except the job's timeout.
 	for _, r := range recs {
 		if r.Terminated && r.CancelledBy != "" && decides(r.Stage) {
-			// Stopped by the executor itself, for a cancel from chat: no runner signal to
-			// tell apart (the runner saw the script fail).
-			o.Status, o.Stage, o.CancelledBy = Cancelled, r.Stage, r.CancelledBy
+			// Stopped by the executor itself, for a cancel from chat: the runner saw the
+			// script fail, and so GitLab shows it. Chat says the same, and why.
+			o.Status, o.Stage, o.CancelledBy = Failed, r.Stage, r.CancelledBy
 			return o
 		}
 	}
