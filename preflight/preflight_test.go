@@ -189,6 +189,17 @@ func TestSlackFailures(t *testing.T) {
 		}, "fail", "slack.token_file", "belongs to the user alice (U0PERSON1), not to a bot", "every scope"},
 		{"missing scope", func(s *setup) { s.slack.SetScopes("chat:write", "channels:read", "groups:read") },
 			"fail", "slack.token_file", "the bot lacks the files:write scope, needed to upload long output", "every scope"},
+		{"no reactions:read, no approval rule", func(s *setup) {
+			s.slack.SetScopes("chat:write", "files:write", "channels:read", "groups:read", "channels:history", "groups:history")
+		}, "warning", "slack.token_file", "the bot lacks the reactions:read scope, needed to read the reactions on a start message that approve, refuse or cancel a job (reactions.get); without it no rule uses approvals, but cancels from chat", "every scope"},
+		{"no reactions:read, an approval rule", func(s *setup) {
+			s.slack.SetScopes("chat:write", "files:write", "channels:read", "groups:read", "channels:history", "groups:history", "usergroups:read")
+			s.rules += "\n[[policy.rule]]\nname = \"prod\"\naction = \"approve\"\njobs = [\"deploy\"]\napprovers = [\"U0BOB\"]\n"
+		}, "fail", "slack.token_file", "the bot lacks the reactions:read scope", "every scope"},
+		{"no usergroups:read, approver groups", func(s *setup) {
+			s.slack.SetScopes("chat:write", "files:write", "channels:read", "groups:read", "channels:history", "groups:history", "reactions:read")
+			s.rules += "\n[[policy.rule]]\nname = \"prod\"\naction = \"approve\"\njobs = [\"deploy\"]\napprover_groups = [\"S0SRE\"]\n"
+		}, "fail", "slack.token_file", "the bot lacks the usergroups:read scope", "every scope"},
 		{"no scopes header", func(s *setup) { s.slack.SetScopes() },
 			"warning", "slack.token_file", "Slack did not say which scopes the token has", "every scope"},
 		{"channel missing", func(s *setup) { s.rules = strings.Replace(s.rules, "C0OPS0001", "C0GONE001", 1) },

@@ -13,19 +13,46 @@ import (
 )
 
 // Scope is a Slack bot scope the executor needs, and what for.
-type Scope struct{ Name, Why string }
+type Scope struct {
+	Name, Why string
+	// Used, when not nil, says whether cfg relies on the scope. A scope cfg does not rely
+	// on is still in the manifest, but its absence is a warning, not a failure: an app
+	// installed before approvals existed keeps passing check until a rule needs them.
+	Used func(cfg *config.Config) (bool, string)
+}
 
 // NeededScopes are the bot scopes the executor calls Slack with: exactly those in
 // slack-app-manifest.yml (a test keeps them equal).
 var NeededScopes = []Scope{
-	{"chat:write", "post replies, progress edits and the ephemeral denied message (chat.postMessage, chat.update, chat.postEphemeral)"},
-	{"files:write", "upload long output into the thread (files.getUploadURLExternal, files.completeUploadExternal)"},
-	{"channels:read", "let check --online see the policy's public channels (conversations.info)"},
-	{"groups:read", "let check --online see the policy's private channels (conversations.info)"},
-	{"channels:history", "settle a post cut short by a crash by finding it in a public channel (conversations.history, conversations.replies)"},
-	{"groups:history", "the same in private channels"},
-	{"reactions:read", "read the reactions on a start message that approve, refuse or cancel a job (reactions.get)"},
-	{"usergroups:read", "resolve a rule's approver_groups to their members (usergroups.users.list)"},
+	{Name: "chat:write", Why: "post replies, progress edits and the ephemeral denied message (chat.postMessage, chat.update, chat.postEphemeral)"},
+	{Name: "files:write", Why: "upload long output into the thread (files.getUploadURLExternal, files.completeUploadExternal)"},
+	{Name: "channels:read", Why: "let check --online see the policy's public channels (conversations.info)"},
+	{Name: "groups:read", Why: "let check --online see the policy's private channels (conversations.info)"},
+	{Name: "channels:history", Why: "settle a post cut short by a crash by finding it in a public channel (conversations.history, conversations.replies)"},
+	{Name: "groups:history", Why: "the same in private channels"},
+	{Name: "reactions:read", Why: "read the reactions on a start message that approve, refuse or cancel a job (reactions.get)", Used: approvalsUsed},
+	{Name: "usergroups:read", Why: "resolve a rule's approver_groups to their members (usergroups.users.list)", Used: approverGroupsUsed},
+}
+
+// approvalsUsed: reactions are read for every rule with action = "approve"; without the
+// scope, cancels from chat are all that is lost.
+func approvalsUsed(cfg *config.Config) (bool, string) {
+	for _, r := range cfg.Policy.Rules {
+		if r.Action == "approve" {
+			return true, ""
+		}
+	}
+	return false, "without it no rule uses approvals, but cancels from chat (:octagonal_sign:) are off"
+}
+
+// approverGroupsUsed: user groups are resolved only for a rule's approver_groups.
+func approverGroupsUsed(cfg *config.Config) (bool, string) {
+	for _, r := range cfg.Policy.Rules {
+		if len(r.ApproverGroups) > 0 {
+			return true, ""
+		}
+	}
+	return false, "no rule names approver_groups yet, so nothing needs it now"
 }
 
 const reinstall = "add it under OAuth & Permissions > Bot Token Scopes (slack-app-manifest.yml lists it), reinstall the app to the workspace, and write the new xoxb- token into slack.token_file"
@@ -86,10 +113,17 @@ func checkSlack(ctx context.Context, cfg *config.Config, getenv func(string) str
 	default:
 		var missing []string
 		for _, s := range NeededScopes {
-			if !granted[s.Name] {
-				missing = append(missing, s.Name)
-				fail("slack.token_file", reinstall, "the bot lacks the %s scope, needed to %s", s.Name, s.Why)
+			if granted[s.Name] {
+				continue
 			}
+			missing = append(missing, s.Name)
+			if s.Used != nil {
+				if used, unused := s.Used(cfg); !used {
+					warn("slack.token_file", reinstall, "the bot lacks the %s scope, needed to %s; %s", s.Name, s.Why, unused)
+					continue
+				}
+			}
+			fail("slack.token_file", reinstall, "the bot lacks the %s scope, needed to %s", s.Name, s.Why)
 		}
 		if len(missing) == 0 {
 			names := make([]string, len(NeededScopes))
