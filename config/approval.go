@@ -2,8 +2,9 @@ package config
 
 import (
 	"fmt"
-	"strings"
 	"time"
+
+	"github.com/chatops-executor/chatops-executor/job"
 )
 
 // Approval is the part of a [[policy.rule]] with action = "approve": the job may run once
@@ -88,7 +89,7 @@ func (c *Config) validateControl() []Problem {
 	}
 	checkIDs := func(key string, ids []string, prefixes string) {
 		for _, id := range ids {
-			if !slackID(id, prefixes) {
+			if !job.SlackID(id, prefixes) {
 				add(key, "%q is not a Slack id (like %c0123ABCD)", id, prefixes[0])
 			}
 		}
@@ -119,17 +120,4 @@ func (c *Config) validateControl() []Problem {
 		}
 	}
 	return ps
-}
-
-// slackID reports whether id looks like a Slack id starting with one of prefixes.
-func slackID(id, prefixes string) bool {
-	if len(id) < 2 || len(id) > 32 || !strings.ContainsRune(prefixes, rune(id[0])) {
-		return false
-	}
-	for _, c := range id[1:] {
-		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }

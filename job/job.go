@@ -210,6 +210,21 @@ func (r *Response) Chat() Chat {
 	return Chat{Input: r.Get("CHAT_INPUT"), Channel: r.Get("CHAT_CHANNEL"), UserID: r.Get("CHAT_USER_ID")}
 }
 
+// SlackID reports whether id has the shape of a Slack id whose first letter is one of
+// prefixes ("UW" for users, "S" for user groups): that letter, then upper-case letters and
+// digits, at most 32 in all. Config checks and replies both ask it, so they agree.
+func SlackID(id, prefixes string) bool {
+	if len(id) < 2 || len(id) > 32 || !strings.ContainsRune(prefixes, rune(id[0])) {
+		return false
+	}
+	for _, c := range id[1:] {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // PipelineSource returns CI_PIPELINE_SOURCE as the variables claim it.
 func (r *Response) PipelineSource() string { return r.Get("CI_PIPELINE_SOURCE") }
 

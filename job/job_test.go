@@ -81,3 +81,24 @@ func TestLoadBadFiles(t *testing.T) {
 		t.Errorf("unset: %v is not ErrNoResponseFile", err)
 	}
 }
+
+func TestSlackID(t *testing.T) {
+	for _, c := range []struct {
+		id, prefixes string
+		want         bool
+	}{
+		{"U0123ABCD", "UW", true},
+		{"W0123ABCD", "UW", true},
+		{"S0SRE", "S", true},
+		{"U0123ABCD", "S", false},
+		{"U", "UW", false},
+		{"u0123abcd", "UW", false},
+		{"U0123-ABCD", "UW", false},
+		{"U" + strings.Repeat("A", 32), "UW", false},
+		{"", "UW", false},
+	} {
+		if got := SlackID(c.id, c.prefixes); got != c.want {
+			t.Errorf("SlackID(%q, %q) = %v, want %v", c.id, c.prefixes, got, c.want)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/chatops-executor/chatops-executor/job"
 )
 
 // Approval is what the start message of a job that needs approval says about it.
@@ -23,7 +25,7 @@ func (a Approval) who() string {
 		}
 	}
 	for _, g := range a.Groups {
-		if validID(g, "S") {
+		if job.SlackID(g, "S") {
 			names = append(names, "a member of <!subteam^"+g+">")
 		}
 	}
@@ -34,18 +36,6 @@ func (a Approval) who() string {
 		return names[0]
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
-}
-
-func validID(id, prefixes string) bool {
-	if len(id) < 2 || len(id) > 32 || !strings.ContainsRune(prefixes, rune(id[0])) {
-		return false
-	}
-	for _, c := range id[1:] {
-		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // expires renders t in each reader's own time zone, with UTC as the fallback.
