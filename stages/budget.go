@@ -17,12 +17,29 @@ import (
 // so that one job's output cannot fill the disk its neighbours need. A capture asks for
 // room a slice at a time; the ask measures what state_dir really holds, under a host-wide
 // lock, and is refused once the bound is reached. What is refused is left out of the
-// reply, never out of the job or its log. The bound can be passed by at most one slice
-// per capture running at that moment.
+// reply, never out of the job or its log.
+//
+// A measure walks state_dir, and a job printing a GiB asked a thousand times: that walk was
+// a tenth of the capture's CPU. So a slice is a share of the room left (sliceShare of it),
+// between budgetSlice and budgetSliceMax: large while the disk is far from the bound, as
+// small as before near it. Captures running at once can pass the bound by at most their
+// slices together, which near it are small.
 
 // budgetSlice is how much output a capture may write per ask. Each byte of output can land
 // in two spools, so a slice costs up to twice as much disk.
 const budgetSlice = 1 << 20
+
+// budgetSliceMax is the largest slice, and sliceShare the part of the room left that one
+// slice may take.
+const (
+	budgetSliceMax = 16 << 20
+	sliceShare     = 64
+)
+
+// slice is the room one ask grants when used bytes of bound are in use.
+func slice(used, bound int64) int64 {
+	return min(max(budgetSlice, (bound-used)/sliceShare), budgetSliceMax)
+}
 
 const budgetLock = ".budget.lock"
 
@@ -74,10 +91,11 @@ func (b *budgetSink) ask() error {
 	if err != nil {
 		return fmt.Errorf("state budget: %w", err)
 	}
-	if used+2*budgetSlice > b.max {
+	grant := slice(used, b.max)
+	if used+2*grant > b.max {
 		return fmt.Errorf("%w (%d bytes in use of %d)", errBudget, used, b.max)
 	}
-	b.room = budgetSlice
+	b.room = grant
 	return nil
 }
 

@@ -132,3 +132,29 @@ func TestCaptureLossKeepsTheJobsResult(t *testing.T) {
 		})
 	}
 }
+
+// Far from the bound a capture asks seldom (each ask walks state_dir); near it, the slices
+// shrink back to budgetSlice, so that the bound is kept as closely as before.
+func TestBudgetSlicesShrinkNearTheBound(t *testing.T) {
+	if got := slice(0, 4<<30); got != budgetSliceMax {
+		t.Errorf("slice far from the bound = %d, want %d", got, budgetSliceMax)
+	}
+	if got := slice(4<<30-100<<20, 4<<30); got != 100<<20/sliceShare {
+		t.Errorf("slice 100 MiB from the bound = %d, want %d", got, 100<<20/sliceShare)
+	}
+	if got := slice(4<<30-10<<20, 4<<30); got != budgetSlice {
+		t.Errorf("slice 10 MiB from the bound = %d, want %d", got, budgetSlice)
+	}
+	asks := 0
+	var w nopCloser
+	b := &budgetSink{w: &w, root: t.TempDir(), max: 4 << 30, usage: func(string) (int64, error) { asks++; return int64(w.Len()), nil }}
+	chunk := bytes.Repeat([]byte("z"), 256<<10)
+	for range 256 { // 64 MiB
+		if _, err := b.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if asks > 4 {
+		t.Errorf("%d asks for 64 MiB with 4 GiB of room, want at most 4", asks)
+	}
+}
