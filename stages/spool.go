@@ -44,8 +44,14 @@ const maxSpoolGaps = 32
 
 // spoolBatch is the size of a spool's write buffer: the capture hands it output as the job
 // wrote it, often a few KiB at a time, and a write(2) per 256 KiB costs far less than one
-// per chunk.
-const spoolBatch = 256 << 10
+// per chunk. A write of spoolDirect or more is large enough for a write(2) of its own: it
+// goes straight to the files (after the batch, to keep the order), without being copied
+// into the batch first — the copy engine's chunks are that large, so most output is
+// copied once less.
+const (
+	spoolBatch  = 256 << 10
+	spoolDirect = 64 << 10
+)
 
 // spool appends to a head file and a ring file. It is not safe for concurrent use.
 type spool struct {
@@ -96,12 +102,12 @@ func (s *spool) Write(p []byte) (int, error) {
 		s.meta.Gaps[k-1].Lost += int64(len(p))
 		return len(p), nil
 	}
-	if len(s.batch)+len(p) > spoolBatch {
+	if len(s.batch)+len(p) > spoolBatch || len(p) >= spoolDirect {
 		if err := s.flush(); err != nil {
 			return 0, err
 		}
 	}
-	if len(p) >= spoolBatch {
+	if len(p) >= spoolDirect {
 		return s.write(p)
 	}
 	if s.batch == nil {

@@ -125,3 +125,44 @@ func TestSpoolBatchesSmallWrites(t *testing.T) {
 		t.Errorf("read back %d bytes, want %d; tail %q", out.Len(), want.Len(), out.String()[max(0, out.Len()-120):])
 	}
 }
+
+// A write as large as the copy engine's chunks goes to the files at once, without a copy
+// into the batch; what was batched before it goes first, so the order holds.
+func TestSpoolWritesLargeChunksDirectlyInOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	sp, err := openSpool(path, 4<<20, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	write := func(p []byte) {
+		t.Helper()
+		if _, err := sp.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		want.Write(p)
+	}
+	write([]byte("a short line first\n"))
+	write(bytes.Repeat([]byte("large chunk line\n"), (spoolDirect+1000)/17))
+	if fi, err := os.Stat(path + ".head"); err != nil || fi.Size() != int64(want.Len()) {
+		t.Errorf("after a large write the file holds %v bytes (%v), want all %d", fi.Size(), err, want.Len())
+	}
+	write([]byte("short again\n"))
+	write(bytes.Repeat([]byte("y"), spoolBatch+10))
+	write([]byte("last\n"))
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ReadSpool(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out bytes.Buffer
+	if err := copySpool(&out, r); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), want.Bytes()) {
+		t.Errorf("read back %d bytes, want %d", out.Len(), want.Len())
+	}
+}
