@@ -126,7 +126,8 @@ type Rule struct {
 	Groups         []string `toml:"groups"`
 	MinAccessLevel int      `toml:"min_access_level"`
 	Input          string   `toml:"input"`
-	// AllowMentions lets the jobs this rule allows notify a channel or a user group from
+	// AllowMentions lets the jobs this rule allows (or has approved) notify a channel or a
+	// user group from
 	// their message.md or blocks.json (<!here>, <!channel>, <!everyone>, <!subteam^…>).
 	AllowMentions bool `toml:"allow_mentions"`
 	// Approval holds the keys of action = "approve" (approval.go).
@@ -404,6 +405,9 @@ func (c *Config) validate() []Problem {
 			add(key+".action", `missing: every rule needs action = "allow" or action = "deny"`)
 		} else if r.Action != "allow" && r.Action != "deny" && r.Action != "approve" {
 			add(key+".action", `must be "allow", "deny" or "approve", got %q`, r.Action)
+		}
+		if r.AllowMentions && r.Action == "deny" {
+			add(key+".allow_mentions", `applies to the jobs a rule lets run (action = "allow" or "approve"); a deny rule runs none`)
 		}
 		if (len(r.Groups) > 0 || r.MinAccessLevel > 0) && c.GitLab.TokenFile == "" {
 			add(key+".groups", "group and access-level conditions need gitlab.token_file (a read_api token)")

@@ -32,6 +32,7 @@ func TestReplyFilesKeys(t *testing.T) {
 		{"[slack]\nreply_max_file_size = \"2GiB\"\nreply_max_total_size = \"4GiB\"\n", "slack.reply_max_file_size: must be between 1 byte and 1GiB"},
 		{"[slack]\nreply_max_total_size = \"1MiB\"\n", "slack.reply_max_total_size: must be at least reply_max_file_size (10MiB)"},
 		{"[slack]\nreply_max_files = \"ten\"\n", "reply_max_files = 10"},
+		{"[[policy.rule]]\nname = \"nope\"\naction = \"deny\"\njobs = [\"x\"]\nallow_mentions = true\n", "policy.rule[1] (nope).allow_mentions: applies to the jobs a rule lets run"},
 	} {
 		_, err := Parse("c.toml", []byte(minimal+tt.toml))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -75,11 +75,12 @@ func (s *Stages) replyOptions(rec JobRecord, secrets replies.Secrets, spool stri
 	}
 }
 
-// allowMentions reports whether the rule that allowed the job lets it notify a channel.
+// allowMentions reports whether the rule that let the job run — allowed, or approved in
+// chat — lets it notify a channel.
 func (s *Stages) allowMentions(rec JobRecord) bool {
 	for _, r := range s.Cfg.Policy.Rules {
 		if r.Name != "" && r.Name == rec.Rule {
-			return r.Action == "allow" && r.AllowMentions
+			return (r.Action == "allow" || r.Action == "approve") && r.AllowMentions
 		}
 	}
 	return false

@@ -97,8 +97,10 @@ func TestAllowMentionsFollowsTheDecidingRule(t *testing.T) {
 		{Name: "quiet", Action: "allow"},
 		{Name: "loud", Action: "allow", AllowMentions: true},
 		{Name: "odd", Action: "deny", AllowMentions: true},
+		// A job a second person approved runs as an allowed one does.
+		{Name: "release", Action: "approve", AllowMentions: true},
 	}
-	for rule, want := range map[string]bool{"quiet": false, "loud": true, "odd": false, "default": false, "": false} {
+	for rule, want := range map[string]bool{"quiet": false, "loud": true, "odd": false, "release": true, "default": false, "": false} {
 		if got := s.allowMentions(JobRecord{Rule: rule}); got != want {
 			t.Errorf("rule %q: %v", rule, got)
 		}
