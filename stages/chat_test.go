@@ -1,7 +1,6 @@
 package stages
 
 import (
-	"bytes"
 	"context"
 	"path/filepath"
 	"strings"
@@ -74,15 +73,7 @@ func TestCopySpoolDropsCutLines(t *testing.T) {
 	if err := sp.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := ReadSpool(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out bytes.Buffer
-	if err := copySpool(&out, r); err != nil {
-		t.Fatal(err)
-	}
+	out, _ := readBack(t, path)
 	got := out.String()
 	if strings.Contains(got, "dt-01") || strings.Contains(got, "secret") {
 		t.Errorf("part of a cut line survived: %q", got)

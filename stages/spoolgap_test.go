@@ -45,17 +45,9 @@ func TestSpoolGaps(t *testing.T) {
 			if err := sp.Close(); err != nil {
 				t.Fatal(err)
 			}
-			r, err := ReadSpool(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			var out bytes.Buffer
-			if err := copySpool(&out, r); err != nil {
-				t.Fatal(err)
-			}
+			out, cuts := readBack(t, path)
 			if out.String() != tt.want {
-				t.Errorf("got  %q\nwant %q (cuts %+v)", out.String(), tt.want, r.Cuts)
+				t.Errorf("got  %q\nwant %q (cuts %+v)", out.String(), tt.want, cuts)
 			}
 		})
 	}
@@ -75,17 +67,9 @@ func TestSpoolGivesUpAfterTooManyGaps(t *testing.T) {
 	}
 	sp.Write([]byte("dropped\n"))
 	sp.Close()
-	r, err := ReadSpool(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out bytes.Buffer
-	if err := copySpool(&out, r); err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(out.Bytes(), []byte("dropped")) || len(r.Cuts) != maxSpoolGaps || r.Cuts[len(r.Cuts)-1].Lost != 1+8 {
-		t.Errorf("cuts %+v, output %q", r.Cuts, out.String())
+	out, cuts := readBack(t, path)
+	if bytes.Contains(out.Bytes(), []byte("dropped")) || len(cuts) != maxSpoolGaps || cuts[len(cuts)-1].Lost != 1+8 {
+		t.Errorf("cuts %+v, output %q", cuts, out.String())
 	}
 }
 
@@ -112,15 +96,7 @@ func TestSpoolBatchesSmallWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	want.WriteString("\n[… 3 bytes of output missing: the reply capture fell behind the job …]\nafter\n")
-	r, err := ReadSpool(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out bytes.Buffer
-	if err := copySpool(&out, r); err != nil {
-		t.Fatal(err)
-	}
+	out, _ := readBack(t, path)
 	if out.String() != want.String() {
 		t.Errorf("read back %d bytes, want %d; tail %q", out.Len(), want.Len(), out.String()[max(0, out.Len()-120):])
 	}
@@ -153,6 +129,15 @@ func TestSpoolWritesLargeChunksDirectlyInOrder(t *testing.T) {
 	if err := sp.Close(); err != nil {
 		t.Fatal(err)
 	}
+	out, _ := readBack(t, path)
+	if !bytes.Equal(out.Bytes(), want.Bytes()) {
+		t.Errorf("read back %d bytes, want %d", out.Len(), want.Len())
+	}
+}
+
+// readBack reads the spool at path as the reply does (copySpool), with its cuts.
+func readBack(t *testing.T, path string) (*bytes.Buffer, []SpoolCut) {
+	t.Helper()
 	r, err := ReadSpool(path)
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +147,5 @@ func TestSpoolWritesLargeChunksDirectlyInOrder(t *testing.T) {
 	if err := copySpool(&out, r); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(out.Bytes(), want.Bytes()) {
-		t.Errorf("read back %d bytes, want %d", out.Len(), want.Len())
-	}
+	return &out, r.Cuts
 }
