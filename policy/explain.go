@@ -48,6 +48,8 @@ type Result struct {
 	Steps  []Step // one per rule, in order
 	// Approval, when set, says the job may run only once approved in chat.
 	Approval *Approval
+	// AllowMentions: the deciding rule lets the job notify a channel (allow_mentions).
+	AllowMentions bool
 }
 
 // Decision is the policy's answer for one job, in the form the prepare stage consumes.
@@ -62,11 +64,15 @@ type Decision struct {
 	TellRequester bool
 	// Approval, when set on an allow, says the job runs only once approved in chat.
 	Approval *Approval
+	// AllowMentions says the rule that let the job run sets allow_mentions: its rich reply
+	// may notify a channel or a user group. Decided here, with the rest, so that a config
+	// changed while the job runs cannot change it.
+	AllowMentions bool
 }
 
 // Decision returns r in the form prepare consumes.
 func (r Result) Decision() Decision {
-	return Decision{Allow: r.Allow, Rule: r.Rule, Reason: r.Reason, Approval: r.Approval}
+	return Decision{Allow: r.Allow, Rule: r.Rule, Reason: r.Reason, Approval: r.Approval, AllowMentions: r.AllowMentions}
 }
 
 // DefaultRule names the decision made by policy.default when no rule held.
@@ -107,6 +113,7 @@ func (e *Engine) Explain(ctx context.Context, in Input) Result {
 		case o.held:
 			decided = true
 			res.Allow, res.Rule, res.Approval = r.allow, r.name, r.approval()
+			res.AllowMentions = r.allow && r.cfg.AllowMentions
 			verb := "denies"
 			switch {
 			case r.approve:

@@ -56,7 +56,7 @@ func (s *Stages) beginPrepare(st State, j *job.Response) (JobRecord, error) {
 func (s *Stages) decide(ctx context.Context, j *job.Response, st State, rec *JobRecord) (Decision, error) {
 	rd, _ := s.Decider.(RetryDecider)
 	if rec.Decided {
-		d := Decision{Allow: !rec.Denied, Rule: rec.Rule, Reason: rec.Reason, TellRequester: rec.Tell, Approval: rec.Approval}
+		d := Decision{Allow: !rec.Denied, Rule: rec.Rule, Reason: rec.Reason, TellRequester: rec.Tell, Approval: rec.Approval, AllowMentions: rec.AllowMentions}
 		s.noteRetry(rd, j, rec.Attempts, d)
 		return d, nil
 	}
@@ -91,7 +91,7 @@ func (s *Stages) decide(ctx context.Context, j *job.Response, st State, rec *Job
 func (s *Stages) recordDecision(st State, rec *JobRecord, d Decision) error {
 	rec.Deciding, rec.Decided = false, true
 	rec.Denied, rec.Rule, rec.Reason, rec.Tell = !d.Allow, d.Rule, d.Reason, d.TellRequester
-	rec.Approval = d.Approval
+	rec.Approval, rec.AllowMentions = d.Approval, d.Allow && d.AllowMentions
 	if rec.Denied {
 		rec.DenyReason = d.Reason
 	}

@@ -76,15 +76,8 @@ func (s *Stages) replyOptions(rec JobRecord, secrets replies.Secrets, spool stri
 }
 
 // allowMentions reports whether the rule that let the job run — allowed, or approved in
-// chat — lets it notify a channel.
-func (s *Stages) allowMentions(rec JobRecord) bool {
-	for _, r := range s.Cfg.Policy.Rules {
-		if r.Name != "" && r.Name == rec.Rule {
-			return (r.Action == "allow" || r.Action == "approve") && r.AllowMentions
-		}
-	}
-	return false
-}
+// chat — lets it notify a channel, as the policy decided in prepare.
+func (s *Stages) allowMentions(rec JobRecord) bool { return rec.AllowMentions && !rec.Denied }
 
 // richReply is what the job's reply directory makes of the reply.
 type richReply struct {

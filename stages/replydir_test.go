@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/chatops-executor/chatops-executor/config"
 	"github.com/chatops-executor/chatops-executor/delivery"
 	"github.com/chatops-executor/chatops-executor/job"
+	"github.com/chatops-executor/chatops-executor/policy"
 	"github.com/chatops-executor/chatops-executor/replies"
 	"github.com/chatops-executor/chatops-executor/replydir"
 )
@@ -94,15 +96,32 @@ func TestRichMessages(t *testing.T) {
 func TestAllowMentionsFollowsTheDecidingRule(t *testing.T) {
 	s, _, _ := richFixture(t)
 	s.Cfg.Policy.Rules = []config.Rule{
-		{Name: "quiet", Action: "allow"},
-		{Name: "loud", Action: "allow", AllowMentions: true},
-		{Name: "odd", Action: "deny", AllowMentions: true},
+		{Name: "quiet", Action: "allow", Jobs: []string{"quiet"}},
+		{Name: "loud", Action: "allow", Jobs: []string{"loud"}, AllowMentions: true},
+		{Name: "odd", Action: "deny", Jobs: []string{"odd"}, AllowMentions: true},
 		// A job a second person approved runs as an allowed one does.
-		{Name: "release", Action: "approve", AllowMentions: true},
+		{Name: "release", Action: "approve", Jobs: []string{"release"}, Approval: config.Approval{Approvers: []string{"U0BOB"}}, AllowMentions: true},
+		// An unnamed rule decides as well as a named one.
+		{Action: "allow", Jobs: []string{"unnamed"}, AllowMentions: true},
 	}
-	for rule, want := range map[string]bool{"quiet": false, "loud": true, "odd": false, "release": true, "default": false, "": false} {
-		if got := s.allowMentions(JobRecord{Rule: rule}); got != want {
-			t.Errorf("rule %q: %v", rule, got)
+	s.Cfg.Policy.Default = "deny"
+	e, err := policy.NewOffline(s.Cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The policy decides in prepare and the record keeps it; a config changed afterwards
+	// changes nothing for the job.
+	for job, want := range map[string]bool{"quiet": false, "loud": true, "odd": false, "release": true, "unnamed": true, "other": false} {
+		d := e.Explain(context.Background(), policy.Input{Job: job, Project: "ops/infra", Channel: "C1", Verified: true}).Decision()
+		st := State{Dir: t.TempDir()}
+		var rec JobRecord
+		if err := s.recordDecision(st, &rec, d); err != nil {
+			t.Fatal(err)
 		}
+		s.Cfg.Policy.Rules[1].AllowMentions = !s.Cfg.Policy.Rules[1].AllowMentions
+		if got := s.allowMentions(rec); got != want {
+			t.Errorf("job %q (rule %q): %v", job, d.Rule, got)
+		}
+		s.Cfg.Policy.Rules[1].AllowMentions = !s.Cfg.Policy.Rules[1].AllowMentions
 	}
 }

@@ -59,6 +59,9 @@ type JobRecord struct {
 	AttemptEnded bool `json:"attempt_ended,omitempty"`
 	// Tell is the decision's TellRequester.
 	Tell bool `json:"tell_requester,omitempty"`
+	// AllowMentions is the decision's AllowMentions (a record written before it existed
+	// has false: mentions stay neutralised).
+	AllowMentions bool `json:"allow_mentions,omitempty"`
 	// RunnerFile is the runner's JOB_RESPONSE_FILE of the latest attempt. The runner removes
 	// it with its temporary directory after cleanup, so while it exists the runner still
 	// has the job; once it is gone the job is over, whatever became of its cleanup.
