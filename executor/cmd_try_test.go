@@ -167,11 +167,7 @@ func TestTryOutcomes(t *testing.T) {
 func TestTryWithAdminConfig(t *testing.T) {
 	useBuiltExecutor(t)
 	dir := t.TempDir()
-	cfg := writeFile(t, dir, "config.toml", `[executor]
-builds_dir = "/nonexistent/builds"
-cache_dir = "/nonexistent/cache"
-state_dir = "/nonexistent/state"
-
+	cfg := writeFile(t, dir, "config.toml", tryExecutorTOML+`
 [gitlab]
 url = "https://gitlab.example.com"
 
@@ -290,3 +286,11 @@ func TestTryKeepsTheRulesAllowMentions(t *testing.T) {
 		}
 	}
 }
+
+// tryExecutorTOML is the [executor] table of the configs try's tests write: paths that
+// do not exist, since try runs with state of its own.
+const tryExecutorTOML = `[executor]
+builds_dir = "/nonexistent/builds"
+cache_dir = "/nonexistent/cache"
+state_dir = "/nonexistent/state"
+`

@@ -5,11 +5,7 @@ import (
 	"testing"
 )
 
-const tryApprovalConfig = `[executor]
-builds_dir = "/nonexistent/builds"
-cache_dir = "/nonexistent/cache"
-state_dir = "/nonexistent/state"
-
+const tryApprovalConfig = tryExecutorTOML + `
 [gitlab]
 url = "https://gitlab.example.com"
 

@@ -44,11 +44,7 @@ func TestTryMattermostChannel(t *testing.T) {
 func TestTryMattermostDenial(t *testing.T) {
 	useBuiltExecutor(t)
 	dir := t.TempDir()
-	cfg := writeFile(t, dir, "config.toml", `[executor]
-builds_dir = "/nonexistent/builds"
-cache_dir = "/nonexistent/cache"
-state_dir = "/nonexistent/state"
-
+	cfg := writeFile(t, dir, "config.toml", tryExecutorTOML+`
 [slack]
 progress_interval = "0s"
 
@@ -71,11 +67,7 @@ func TestTryMattermostPost(t *testing.T) {
 	mm.AddChannel(tryMMChannel)
 	mm.AddUser(tryMattermostUser, "alice")
 	token := writeFile(t, dir, "mm-token", "mmtokenmmtokenmmtokenmmtok\n", 0o600)
-	cfg := writeFile(t, dir, "config.toml", `[executor]
-builds_dir = "/nonexistent/builds"
-cache_dir = "/nonexistent/cache"
-state_dir = "/nonexistent/state"
-
+	cfg := writeFile(t, dir, "config.toml", tryExecutorTOML+`
 [slack]
 progress_interval = "0s"
 

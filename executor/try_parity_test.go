@@ -18,11 +18,7 @@ func adminConfig(t *testing.T, slack *slacktest.Server) string {
 	t.Helper()
 	dir := t.TempDir()
 	tokenFile := writeFile(t, dir, "slack-token", "xoxb-production\n", 0o600)
-	return writeFile(t, dir, "config.toml", `[executor]
-builds_dir = "/nonexistent/builds"
-cache_dir = "/nonexistent/cache"
-state_dir = "/nonexistent/state"
-
+	return writeFile(t, dir, "config.toml", tryExecutorTOML+`
 [gitlab]
 url = "https://gitlab.example.com"
 
