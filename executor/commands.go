@@ -105,6 +105,13 @@ func runRun(ctx context.Context, a *app, args []string) error {
 	if args = fs.Args(); len(args) != 2 {
 		return usagef("run takes SCRIPT_PATH STAGE_NAME, got %d arguments", len(args))
 	}
+	// One P for the whole stage: the job's output crosses this process, and one P makes
+	// that copy far cheaper (see stages.RunProcs). A GOMAXPROCS the admin set in the
+	// runner's environment is left as it is. Restored at the end for the tests, which run
+	// stages in-process.
+	if a.getenv("GOMAXPROCS") == "" {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(stages.RunProcs))
+	}
 	// Catch the runner's SIGTERM before anything else, so that no window exists in which it
 	// would kill the executor and orphan the script.
 	sigs := make(chan os.Signal, 2)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,21 @@ import (
 // (tee(2) into a capture pipe, splice(2) on to the runner; tee_linux.go). It costs less
 // CPU, but with the runner's copy that cheap the job outruns the capture, which then
 // misses far more output (make bench counts it), so the plain engine ships.
+
+// RunProcs is the GOMAXPROCS of a run stage's process. The copy loop and the sink hand
+// every chunk of output over from one goroutine to the other. With a P each, every hand-off
+// wakes an OS thread on the other P and puts it back to sleep: futex calls and context
+// switches that cost more than the bytes (make bench measured 1.2–1.5 s/GiB of the
+// executor's CPU with two P, 0.8–1.1 with one). With one P a hand-off is a goroutine switch
+// on the same thread. Nothing in a run stage needs two threads running Go code at once:
+// the job's processes run on the other CPUs, and a goroutine blocked in a system call
+// gives its P up to the others.
+const RunProcs = 1
+
+// captureTurns is how many times the copy loop yields to a sink that holds every buffer
+// before it leaves the sink out. One is enough but for the scheduler's fairness rule, which
+// now and then runs the goroutine that yielded again first.
+const captureTurns = 4
 
 // pipeSize is the capacity asked of the job's output pipe. Linux's default 64 KiB makes
 // the job block on every 64 KiB it writes while the executor copies; 1 MiB (the
@@ -89,6 +105,15 @@ func plainCopy(runner io.Writer, r *os.File, f *feeder, lost *atomic.Int64) erro
 			continue
 		}
 		dst := f.buffer(false)
+		for turns := 0; dst == nil && turns < captureTurns; turns++ {
+			// Every buffer is with the sink. Give it a turn before its copy is lost: the run
+			// stage has one P (see RunProcs), on which the sink runs only when this loop
+			// parks or yields, and a job printing without pause never lets it park. This is
+			// no wait: a sink that cannot run (it is in a write to a slow disk) is passed
+			// over, and the output goes on without it.
+			runtime.Gosched()
+			dst = f.buffer(false)
+		}
 		captured := dst != nil
 		if !captured {
 			if spare == nil {

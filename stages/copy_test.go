@@ -6,7 +6,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -382,3 +384,65 @@ func TestCopyQuietJobReachesCapture(t *testing.T) {
 		})
 	}
 }
+
+// busySink spends CPU over each write without a system call or an allocation: a capture
+// doing its work on the run stage's one P. It checks what it gets against the job's output
+// in place.
+type busySink struct {
+	data      []byte
+	pos, lost int64
+	wrong     bool
+}
+
+func (s *busySink) Write(p []byte) (int, error) {
+	for start := time.Now(); time.Since(start) < 100*time.Microsecond; {
+	}
+	end := s.pos + int64(len(p))
+	if end > int64(len(s.data)) || !bytes.Equal(p, s.data[s.pos:end]) {
+		s.wrong = true
+	}
+	s.pos = end
+	return len(p), nil
+}
+
+func (s *busySink) Lost(n int64) { s.pos += n; s.lost += n }
+func (s *busySink) Close() error { return nil }
+
+// With one P (RunProcs), as in a run stage, the capture runs only when the copy loop lets
+// it. A job in another process printing without pause never leaves the loop waiting, so
+// the loop must give the capture its turn before it gives up on the capture's copy.
+func TestCopyOnePGivesTheCaptureATurn(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(RunProcs))
+	data := jobOutput(32 << 20)
+	file := filepath.Join(t.TempDir(), "output")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := &countingWriter{}
+	r, w := jobPipe(t)
+	sink := &busySink{data: data}
+	c := startPlainCopy(out, r, sink)
+	job := exec.Command("cat", file)
+	job.Stdout = w
+	if err := job.Run(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := waitCopy(t, c); err != nil {
+		t.Fatal(err)
+	}
+	if out.n != int64(len(data)) {
+		t.Fatalf("the runner got %d bytes, not the job's %d", out.n, len(data))
+	}
+	if sink.wrong || sink.pos != int64(len(data)) {
+		t.Fatalf("the capture got output that is not the job's, or not all of it (at %d of %d)", sink.pos, len(data))
+	}
+	if sink.lost != 0 {
+		t.Errorf("the capture missed %d of %d bytes while it had CPU to spare", sink.lost, len(data))
+	}
+}
+
+// countingWriter is a runner that only counts what it gets.
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
