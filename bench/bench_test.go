@@ -386,7 +386,7 @@ func compare(b *testing.B, what string, rounds int, scripts []string, ss []shape
 				note = fmt.Sprintf("  capture fell behind in %d runs (at most %.1f MiB missed)", lossy, float64(lost)/(1<<20))
 			}
 			olo, ohi := spread(rr.own)
-			fmt.Printf("  %-30s median %7v  ratio %.3f (%.3f–%.3f)  extra CPU %6.3f s/GiB (%.3f–%.3f)  own CPU %5.3f s/GiB (%.3f–%.3f)  peak RSS %5.1f MiB%s\n",
+			fmt.Printf("  %-33s median %7v  ratio %.3f (%.3f–%.3f)  extra CPU %6.3f s/GiB (%.3f–%.3f)  own CPU %5.3f s/GiB (%.3f–%.3f)  peak RSS %5.1f MiB%s\n",
 				sd.name, median(walls).Round(time.Millisecond), medianF(rr.ratios), rlo, rhi,
 				medianF(rr.extra), elo, ehi, medianF(rr.own), olo, ohi, float64(rss)/1024, note)
 			if i > 0 {
@@ -400,14 +400,17 @@ func compare(b *testing.B, what string, rounds int, scripts []string, ss []shape
 }
 
 // BenchmarkShapes compares `chatops-executor run` on the user script with bash running the
-// same script straight into the runner's pipes, for each shape of output: with replies on
-// (the reply is captured, the start message shows progress) with the plain-copy engine
-// that ships and with the tee engine (-tags splice), and with replies off (nothing is
+// same script straight into the runner's pipes, for each shape of output: with cat between
+// bash and the runner (the floor of any process in between), with replies on (the reply is
+// captured, the start message shows progress) with the plain-copy engine that ships, with
+// it on two P, and with the tee engine (-tags splice), and with replies off (nothing is
 // captured: the job writes straight to the runner).
 func BenchmarkShapes(b *testing.B) {
 	on := setup(b, jobKind{replies: true})
 	tee := setup(b, jobKind{replies: true, tags: "splice"})
 	off := setup(b, jobKind{})
+	twoP := setup(b, jobKind{replies: true})
+	twoP.env = append(twoP.env, "GOMAXPROCS=2") // an admin's GOMAXPROCS is kept
 	var scripts []string
 	for i, sh := range shapes {
 		scripts = append(scripts, writeScript(b, on.dir, fmt.Sprintf("shape-%d", i), sh.body))
@@ -417,7 +420,14 @@ func BenchmarkShapes(b *testing.B) {
 	}
 	compare(b, "run build_script vs bash direct", shapeRounds, scripts, shapes, []side{
 		{"bash direct", func(script string) *exec.Cmd { return exec.Command("bash", script) }},
+		// The least any process between the job and the runner costs: cat copies and does
+		// nothing else. What the executor costs beyond it is its own.
+		{"bash | cat (any relay)", func(script string) *exec.Cmd {
+			return exec.Command("bash", "-c", `bash "$1" | cat`, "bash", script)
+		}},
 		{"replies on (plain copy)", run(on)},
+		// As the run stage copied before it kept to one P (stages.RunProcs).
+		{"replies on (plain, GOMAXPROCS=2)", run(twoP)},
 		{"replies on (tee, -tags splice)", run(tee)},
 		{"replies off (no capture)", run(off)},
 	})
