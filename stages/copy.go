@@ -30,11 +30,11 @@ import (
 // RunProcs is the GOMAXPROCS of a run stage's process. The copy loop and the sink hand
 // every chunk of output over from one goroutine to the other. With a P each, every hand-off
 // wakes an OS thread on the other P and puts it back to sleep: futex calls and context
-// switches that cost more than the bytes (make bench measured 1.2–1.5 s/GiB of the
-// executor's CPU with two P, 0.8–1.1 with one). With one P a hand-off is a goroutine switch
-// on the same thread. Nothing in a run stage needs two threads running Go code at once:
-// the job's processes run on the other CPUs, and a goroutine blocked in a system call
-// gives its P up to the others.
+// switches that cost more than the bytes (make bench, in one run: 1.1–1.6 s/GiB of extra
+// CPU on two P, 0.6–1.0 on one). With one P a hand-off is a goroutine switch on the same
+// thread. Nothing in a run stage needs two threads running Go code at once: the job's
+// processes run on the other CPUs, and a goroutine blocked in a system call gives its P
+// up to the others.
 const RunProcs = 1
 
 // captureTurns is how many times the copy loop yields to a sink that holds every buffer
