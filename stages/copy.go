@@ -38,8 +38,9 @@ import (
 const RunProcs = 1
 
 // captureTurns is how many times the copy loop yields to a sink that holds every buffer
-// before it leaves the sink out. One is enough but for the scheduler's fairness rule, which
-// now and then runs the goroutine that yielded again first.
+// made before it makes another or leaves the sink out. One is enough but for the
+// scheduler's fairness rule, which now and then runs the goroutine that yielded again
+// first.
 const captureTurns = 4
 
 // pipeSize is the capacity asked of the job's output pipe. Linux's default 64 KiB makes
@@ -82,6 +83,7 @@ type outputCopy struct {
 	abandon func()
 	lost    atomic.Int64 // bytes the capture missed
 	engine  string       // "tee" or "plain", for tests
+	made    func() int   // how many capture buffers were made, for tests
 }
 
 // startPlainCopy copies r to out with read and write, reading straight into the capture's
@@ -89,6 +91,7 @@ type outputCopy struct {
 func startPlainCopy(out io.Writer, r *os.File, sink Sink) *outputCopy {
 	c := &outputCopy{done: make(chan error, 1), abandon: func() { r.Close() }, engine: "plain"}
 	f, sunk := newFeeder(sink)
+	c.made = f.free.count
 	go func() {
 		err := plainCopy(out, r, f, &c.lost)
 		r.Close()
@@ -105,15 +108,6 @@ func plainCopy(runner io.Writer, r *os.File, f *feeder, lost *atomic.Int64) erro
 			continue
 		}
 		dst := f.buffer(false)
-		for turns := 0; dst == nil && turns < captureTurns; turns++ {
-			// Every buffer is with the sink. Give it a turn before its copy is lost: the run
-			// stage has one P (see RunProcs), on which the sink runs only when this loop
-			// parks or yields, and a job printing without pause never lets it park. This is
-			// no wait: a sink that cannot run (it is in a write to a slow disk) is passed
-			// over, and the output goes on without it.
-			runtime.Gosched()
-			dst = f.buffer(false)
-		}
 		captured := dst != nil
 		if !captured {
 			if spare == nil {
@@ -217,8 +211,21 @@ func newFeeder(sink Sink) (*feeder, <-chan error) {
 // When every buffer is with the sink it returns nil, or with wait, waits for one.
 func (f *feeder) buffer(wait bool) []byte {
 	if f.cur == nil {
-		f.cur, f.fill = f.free.get(wait), 0
-		if f.cur == nil {
+		b := f.free.reuse()
+		for turns := 0; b == nil && !wait && turns < captureTurns; turns++ {
+			// Every buffer made is with the sink: give it a turn to hand one back, before
+			// another is made or, at the bound, its copy is lost. On the run stage's one P
+			// (see RunProcs) the sink runs only when the copy loop parks or yields, and a job
+			// printing without pause never lets it park: the capture would miss most of the
+			// output, with every buffer of the bound in memory. This is no wait: a sink that
+			// cannot run (it is in a write to a slow disk) is passed over.
+			runtime.Gosched()
+			b = f.free.reuse()
+		}
+		if b == nil {
+			b = f.free.get(wait)
+		}
+		if f.cur, f.fill = b, 0; f.cur == nil {
 			return nil
 		}
 	}
@@ -271,6 +278,18 @@ type bufferPool struct {
 	max  int
 }
 
+// reuse returns a free buffer, or nil when none is free: it never makes one.
+func (p *bufferPool) reuse() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if k := len(p.bufs); k > 0 {
+		b := p.bufs[k-1]
+		p.bufs = p.bufs[:k-1]
+		return b
+	}
+	return nil
+}
+
 // get returns a free buffer. When all max are in use it returns nil, or with wait, waits
 // for one to be put back.
 func (p *bufferPool) get(wait bool) []byte {
@@ -294,6 +313,13 @@ func (p *bufferPool) get(wait bool) []byte {
 		}
 		p.cond.Wait()
 	}
+}
+
+// count returns how many buffers were made.
+func (p *bufferPool) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.made
 }
 
 func (p *bufferPool) put(b []byte) {
