@@ -29,6 +29,13 @@ const (
 // within timeout, polled fast.
 func approvalHost(t *testing.T, approvals int, timeout string) (*host, string) {
 	t.Helper()
+	return approveRuleHost(t, fmt.Sprintf("approvers = [%q, %q]\napprovals = %d\napproval_timeout = %q\n", bob, carol, approvals, timeout))
+}
+
+// approveRuleHost is a host whose "deploy" job a rule with action "approve" and the
+// given keys decides, polled fast; it returns the host and its audit log.
+func approveRuleHost(t *testing.T, keys string) (*host, string) {
+	t.Helper()
 	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
 	h := newHost(t, fmt.Sprintf(`
 [policy]
@@ -38,10 +45,7 @@ audit_log = %q
 name = "prod-deploy"
 action = "approve"
 jobs = ["deploy"]
-approvers = [%q, %q]
-approvals = %d
-approval_timeout = %q
-`, auditLog, bob, carol, approvals, timeout))
+`, auditLog)+keys)
 	slackConfig(t, h, "control_interval = \"100ms\"\n")
 	return h, auditLog
 }
@@ -362,18 +366,7 @@ func TestCancelFromChatStopsTheJob(t *testing.T) {
 // A member of an approver group approves; the group is resolved with
 // usergroups.users.list.
 func TestApprovalByApproverGroupMember(t *testing.T) {
-	auditLog := filepath.Join(t.TempDir(), "audit.jsonl")
-	h := newHost(t, fmt.Sprintf(`
-[policy]
-default = "deny"
-audit_log = %q
-[[policy.rule]]
-name = "prod-deploy"
-action = "approve"
-jobs = ["deploy"]
-approver_groups = ["S0SRE"]
-`, auditLog))
-	slackConfig(t, h, "control_interval = \"100ms\"\n")
+	h, auditLog := approveRuleHost(t, "approver_groups = [\"S0SRE\"]\n")
 	h.slack.SetGroup("S0SRE", requester, "U0DAVE")
 	// The requester is in the group too: their approval still does not count.
 	wg := reactOnRequest(t, h.slack, approve(requester), approve("U0DAVE"))

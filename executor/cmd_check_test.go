@@ -71,15 +71,7 @@ func TestCheckReportsFileAndHostProblemsTogether(t *testing.T) {
 // check --online on a host that serves Mattermost only: the bot's token and channels are
 // asked of Mattermost.
 func TestCheckOnlineMattermost(t *testing.T) {
-	dir := t.TempDir()
-	mm := mattermosttest.New(t, "mmtokenmmtokenmmtokenmmtok")
-	mm.AddChannel("opsopsopsopsopsopsopsopso1")
-	gl := gitlabtest.New(t)
-	token := writeFile(t, dir, "mm-token", "mmtokenmmtokenmmtokenmmtok\n", 0o600)
-	cfg := writeFile(t, dir, "config.toml", "[executor]\nbuilds_dir = \""+dir+"/b\"\ncache_dir = \""+dir+"/c\"\nstate_dir = \""+dir+"/s\"\n"+asRoot()+
-		"[gitlab]\nurl = "+strconv.Quote(gl.URL)+"\n"+
-		"[mattermost]\nurl = "+strconv.Quote(mm.URL())+"\ntoken_file = "+strconv.Quote(token)+"\n"+
-		"[[policy.rule]]\naction = \"allow\"\nchannels = [\"opsopsopsopsopsopsopsopso1\", \"missingmissingmissingmiss1\"]\n", 0o600)
+	cfg := mattermostOnlyConfig(t, `"opsopsopsopsopsopsopsopso1", "missingmissingmissingmiss1"`)
 	code, stdout, stderr := runCmd(t, env{}, "check", "--online", "--config", cfg)
 	if code != 1 || !strings.Contains(stdout, "online: mattermost: token valid: bot @"+mattermosttest.BotName) ||
 		!strings.Contains(stdout, "channel opsopsopsopsopsopsopsopso1: the bot is a member") ||
@@ -90,17 +82,25 @@ func TestCheckOnlineMattermost(t *testing.T) {
 }
 
 func TestCheckOnlineMattermostAllGood(t *testing.T) {
+	cfg := mattermostOnlyConfig(t, `"opsopsopsopsopsopsopsopso1"`)
+	code, stdout, stderr := runCmd(t, env{}, "check", "--online", "--config", cfg)
+	if code != 0 || !strings.Contains(stdout, "is valid, and Mattermost and GitLab agree with it") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+}
+
+// mattermostOnlyConfig writes the config of a host that serves Mattermost only, against a
+// fake Mattermost whose bot is a member of channel opsopsopsopsopsopsopsopso1 and a fake
+// GitLab, with one rule allowing the channels listed (TOML strings, comma-separated).
+func mattermostOnlyConfig(t *testing.T, channels string) string {
+	t.Helper()
 	dir := t.TempDir()
 	mm := mattermosttest.New(t, "mmtokenmmtokenmmtokenmmtok")
 	mm.AddChannel("opsopsopsopsopsopsopsopso1")
 	gl := gitlabtest.New(t)
 	token := writeFile(t, dir, "mm-token", "mmtokenmmtokenmmtokenmmtok\n", 0o600)
-	cfg := writeFile(t, dir, "config.toml", "[executor]\nbuilds_dir = \""+dir+"/b\"\ncache_dir = \""+dir+"/c\"\nstate_dir = \""+dir+"/s\"\n"+asRoot()+
+	return writeFile(t, dir, "config.toml", "[executor]\nbuilds_dir = \""+dir+"/b\"\ncache_dir = \""+dir+"/c\"\nstate_dir = \""+dir+"/s\"\n"+asRoot()+
 		"[gitlab]\nurl = "+strconv.Quote(gl.URL)+"\n"+
 		"[mattermost]\nurl = "+strconv.Quote(mm.URL())+"\ntoken_file = "+strconv.Quote(token)+"\n"+
-		"[[policy.rule]]\naction = \"allow\"\nchannels = [\"opsopsopsopsopsopsopsopso1\"]\n", 0o600)
-	code, stdout, stderr := runCmd(t, env{}, "check", "--online", "--config", cfg)
-	if code != 0 || !strings.Contains(stdout, "is valid, and Mattermost and GitLab agree with it") {
-		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
-	}
+		"[[policy.rule]]\naction = \"allow\"\nchannels = ["+channels+"]\n", 0o600)
 }

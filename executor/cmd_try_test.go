@@ -167,17 +167,7 @@ func TestTryOutcomes(t *testing.T) {
 func TestTryWithAdminConfig(t *testing.T) {
 	useBuiltExecutor(t)
 	dir := t.TempDir()
-	cfg := writeFile(t, dir, "config.toml", tryExecutorTOML+`
-[gitlab]
-url = "https://gitlab.example.com"
-
-[slack]
-progress_interval = "0s"
-
-[policy]
-default = "deny"
-audit_log = "/nonexistent/audit.jsonl"
-
+	cfg := writeFile(t, dir, "config.toml", tryDenyTOML+`
 [[policy.rule]]
 name = "status-from-ops"
 action = "allow"
@@ -293,4 +283,18 @@ const tryExecutorTOML = `[executor]
 builds_dir = "/nonexistent/builds"
 cache_dir = "/nonexistent/cache"
 state_dir = "/nonexistent/state"
+`
+
+// tryDenyTOML is an admin's config for try's tests whose policy denies what its rules,
+// appended after it, do not decide.
+const tryDenyTOML = tryExecutorTOML + `
+[gitlab]
+url = "https://gitlab.example.com"
+
+[slack]
+progress_interval = "0s"
+
+[policy]
+default = "deny"
+audit_log = "/nonexistent/audit.jsonl"
 `

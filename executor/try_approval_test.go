@@ -5,17 +5,7 @@ import (
 	"testing"
 )
 
-const tryApprovalConfig = tryExecutorTOML + `
-[gitlab]
-url = "https://gitlab.example.com"
-
-[slack]
-progress_interval = "0s"
-
-[policy]
-default = "deny"
-audit_log = "/nonexistent/audit.jsonl"
-
+const tryApprovalConfig = tryDenyTOML + `
 [[policy.rule]]
 name = "status-approved"
 action = "approve"
