@@ -185,33 +185,30 @@ func (s *Stages) runScript(st State, u jobUser, dir, scriptPath, stage string, e
 
 	var killTimer <-chan time.Time
 	terminated := false
+	// stop ends the script's group once, for the runner's SIGTERM or a cancel from chat
+	// (by, a Slack user; "" for the runner): SIGTERM now, SIGKILL after kill_grace.
+	stop := func(why, by string) {
+		terminated = true
+		result.Terminated, result.TerminatedAt, result.CancelledBy = true, s.now(), by
+		fmt.Fprintf(s.Stderr, "\n%s: %s: stopping the job's processes (grace period %s)\n",
+			DriverName, why, s.Cfg.Executor.KillGrace)
+		terminate(u, pgid, syscall.SIGTERM)
+		s.noteTerminated(st, *result)
+		killTimer = time.After(s.Cfg.Executor.KillGrace.D())
+	}
 loop:
 	for {
 		select {
 		case <-exited:
 			break loop
 		case sig := <-s.Signals:
-			if terminated {
-				continue
+			if !terminated {
+				stop(fmt.Sprintf("received %v", sig), "")
 			}
-			terminated = true
-			result.Terminated, result.TerminatedAt = true, s.now()
-			fmt.Fprintf(s.Stderr, "\n%s: received %v: stopping the job's processes (grace period %s)\n",
-				DriverName, sig, s.Cfg.Executor.KillGrace)
-			terminate(u, pgid, syscall.SIGTERM)
-			s.noteTerminated(st, *result)
-			killTimer = time.After(s.Cfg.Executor.KillGrace.D())
 		case by := <-cancel:
-			if terminated {
-				continue
+			if !terminated {
+				stop("cancelled from chat by Slack user "+by, by)
 			}
-			terminated = true
-			result.Terminated, result.TerminatedAt, result.CancelledBy = true, s.now(), by
-			fmt.Fprintf(s.Stderr, "\n%s: cancelled from chat by Slack user %s: stopping the job's processes (grace period %s)\n",
-				DriverName, by, s.Cfg.Executor.KillGrace)
-			terminate(u, pgid, syscall.SIGTERM)
-			s.noteTerminated(st, *result)
-			killTimer = time.After(s.Cfg.Executor.KillGrace.D())
 		case <-killTimer:
 			fmt.Fprintf(s.Stderr, "%s: processes still running after %s: killing them\n", DriverName, s.Cfg.Executor.KillGrace)
 			terminate(u, pgid, syscall.SIGKILL)
